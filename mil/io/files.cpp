@@ -1,0 +1,77 @@
+#include "mil/io/files.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "mil/util/error.hpp"
+
+namespace mil::io {
+namespace {
+
+std::string errno_text() {
+  return std::strerror(errno);
+}
+
+void write_all(int fd, std::string_view bytes, const std::string& path) {
+  const char* p = bytes.data();
+  size_t left = bytes.size();
+  while (left > 0) {
+    ssize_t n = ::write(fd, p, left);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) throw Error(path, "", "write failed: " + errno_text());
+    p += n;
+    left -= static_cast<size_t>(n);
+  }
+}
+
+void fsync_directory(const std::filesystem::path& dir) {
+  int fd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY);
+  if (fd < 0) return;  // some filesystems do not allow opening a directory; the rename is still atomic
+  ::fsync(fd);
+  ::close(fd);
+}
+
+}  // namespace
+
+void write_file_atomically(const std::string& path, std::string_view bytes) {
+  namespace fs = std::filesystem;
+  const fs::path target(path);
+  const fs::path tmp = target.parent_path() / ("." + target.filename().string() + ".tmp");
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) throw Error(path, "", "cannot create " + tmp.string() + ": " + errno_text());
+  try {
+    write_all(fd, bytes, path);
+    if (::fsync(fd) != 0) throw Error(path, "", "fsync failed: " + errno_text());
+  } catch (...) {
+    ::close(fd);
+    ::unlink(tmp.c_str());
+    throw;
+  }
+  if (::close(fd) != 0) {
+    ::unlink(tmp.c_str());
+    throw Error(path, "", "close failed: " + errno_text());
+  }
+  if (::rename(tmp.c_str(), target.c_str()) != 0) {
+    std::string why = errno_text();
+    ::unlink(tmp.c_str());
+    throw Error(path, "", "rename failed: " + why);
+  }
+  fsync_directory(target.parent_path());
+}
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw Error(path, "", std::string("cannot open: ") + std::strerror(errno));
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  if (in.bad()) throw Error(path, "", "read failed");
+  return ss.str();
+}
+
+}  // namespace mil::io

@@ -1,0 +1,27 @@
+#pragma once
+#include <torch/torch.h>
+
+#include <memory>
+#include <vector>
+
+namespace mil {
+
+struct OptimizerConfig {
+  double lr = 1e-4;            // initial learning rate
+  double weight_decay = 1e-3;  // L2 added to the gradient (classic Adam, not AdamW)
+  double beta1 = 0.5;          // the reference's betas
+  double beta2 = 0.9;
+  double min_lr = 5e-6;  // cosine schedule floor (eta_min)
+};
+
+// torch::optim::Adam with the reference settings. libtorch's Adam adds weight_decay * param to the
+// gradient, exactly like torch.optim.Adam.
+std::unique_ptr<torch::optim::Adam> make_adam(std::vector<torch::Tensor> params, const OptimizerConfig& cfg);
+
+// Cosine annealing in closed form (PyTorch's CosineAnnealingLR): the rate for `epoch` of `total_epochs`.
+double cosine_lr(const OptimizerConfig& cfg, int64_t epoch, int64_t total_epochs);
+
+// Sets the learning rate of every parameter group.
+void set_lr(torch::optim::Adam& opt, double lr);
+
+}  // namespace mil

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs the Debian packages dsmil builds and tests against. Idempotent: skips apt entirely when
+# every package is already installed. Needs root (or sudo) on Debian 12.
+set -euo pipefail
+
+packages=(
+  build-essential cmake ninja-build pkg-config git
+  libtorch-dev          # libtorch 1.13, CPU
+  libopenblas0-openmp   # without it libtorch uses the reference BLAS (~20x slower)
+  libhdf5-dev hdf5-tools
+  libopenmpi-dev openmpi-bin
+  libcxxopts-dev libspdlog-dev nlohmann-json3-dev
+  libgtest-dev libgmock-dev libbenchmark-dev
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "[install] all ${#packages[@]} packages present"
+  exit 0
+fi
+
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+echo "[install] installing: ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"

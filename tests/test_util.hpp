@@ -1,0 +1,48 @@
+#pragma once
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <filesystem>
+#include <string>
+
+namespace mil::test {
+
+inline std::string data_path(const std::string& rel) {
+  return std::string(DSMIL_TEST_DATA_DIR) + "/" + rel;
+}
+
+// |actual - expected| <= atol + rtol * |expected| everywhere, with a report of the worst element.
+inline ::testing::AssertionResult all_close(const torch::Tensor& actual, const torch::Tensor& expected, double rtol,
+                                            double atol) {
+  if (actual.sizes() != expected.sizes()) {
+    return ::testing::AssertionFailure() << "shape " << actual.sizes() << " != expected " << expected.sizes();
+  }
+  const torch::Tensor a = actual.detach().to(torch::kFloat64).cpu();
+  const torch::Tensor e = expected.detach().to(torch::kFloat64).cpu();
+  const torch::Tensor excess = (a - e).abs() - (atol + rtol * e.abs());
+  const int64_t worst = excess.flatten().argmax().item<int64_t>();
+  if (excess.flatten()[worst].item<double>() <= 0) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << "element " << worst << ": " << a.flatten()[worst].item<double>()
+                                       << " vs expected " << e.flatten()[worst].item<double>() << " (rtol " << rtol
+                                       << ", atol " << atol << ")";
+}
+
+// A fresh empty directory under the system temp dir, removed when the object goes away.
+class TempDir {
+ public:
+  TempDir() {
+    std::string tmpl = (std::filesystem::temp_directory_path() / "dsmil_test_XXXXXX").string();
+    path_ = mkdtemp(tmpl.data());
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  std::string file(const std::string& name) const { return path_ + "/" + name; }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+}  // namespace mil::test
