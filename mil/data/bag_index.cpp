@@ -1,0 +1,170 @@
+#include "mil/data/bag_index.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <filesystem>
+#include <map>
+#include <numeric>
+
+#include "mil/io/h5_reader.hpp"
+#include "mil/util/error.hpp"
+
+namespace mil {
+namespace fs = std::filesystem;
+namespace {
+
+constexpr size_t kProblemsInMessage = 10;
+
+bool is_feature_file(const fs::path& p) {
+  const std::string ext = p.extension().string();
+  return ext == ".h5" || ext == ".hdf5";
+}
+
+// Shape and dtype checks of one file; returns the reason it is unusable, or "" when it is fine.
+std::string inspect(BagInfo* bag, const std::string& features_key) {
+  try {
+    io::H5Reader file(bag->path);
+    if (!file.has(features_key)) return "no dataset '" + features_key + "'";
+    const io::H5DatasetInfo info = file.info(features_key);
+    bag->dtype = info.dtype_name();
+    if (info.type_class != H5T_FLOAT || (info.type_size != 2 && info.type_size != 4 && info.type_size != 8)) {
+      return "dataset '" + features_key + "' has unsupported dtype " + bag->dtype + " (need float16/32/64)";
+    }
+    if (info.shape.size() != 2) {
+      return "dataset '" + features_key + "' has rank " + std::to_string(info.shape.size()) + ", need [N, D]";
+    }
+    bag->num_instances = info.shape[0];
+    bag->feature_dim = info.shape[1];
+    if (bag->num_instances == 0) return "dataset '" + features_key + "' has zero instances";
+    if (bag->feature_dim == 0) return "dataset '" + features_key + "' has zero features per instance";
+    if (file.has("coords")) {
+      const io::H5DatasetInfo coords = file.info("coords");
+      if (coords.shape.size() != 2 || coords.shape[0] != bag->num_instances || coords.shape[1] != 2) {
+        std::string shape;
+        for (auto d : coords.shape) shape += (shape.empty() ? "" : ", ") + std::to_string(d);
+        return "dataset 'coords' has shape [" + shape + "], need [" + std::to_string(bag->num_instances) + ", 2]";
+      }
+      bag->has_coords = true;
+    }
+    return "";
+  } catch (const Error& e) {
+    return e.reason();
+  }
+}
+
+}  // namespace
+
+std::vector<int64_t> BagIndex::sizes() const {
+  std::vector<int64_t> out;
+  out.reserve(bags.size());
+  for (const auto& b : bags) out.push_back(b.num_instances);
+  return out;
+}
+
+int64_t BagIndex::total_instances() const {
+  const auto s = sizes();
+  return std::accumulate(s.begin(), s.end(), int64_t{0});
+}
+
+BagIndex index_channel(const std::string& dir, const LabelTable* labels, const ClassMap* classes,
+                       const IndexOptions& options) {
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) throw Error(dir, "", "channel directory does not exist");
+
+  BagIndex index;
+  index.channel = dir;
+  std::vector<std::pair<std::string, std::string>> problems;  // (slide or file, reason)
+
+  // Files, by slide id.
+  std::map<std::string, std::string> files;
+  for (auto it = fs::recursive_directory_iterator(dir, fs::directory_options::skip_permission_denied, ec);
+       it != fs::recursive_directory_iterator(); it.increment(ec)) {
+    if (ec) throw Error(dir, "", "cannot scan the channel: " + ec.message());
+    if (!it->is_regular_file(ec) || !is_feature_file(it->path())) continue;
+    const std::string id = it->path().stem().string();
+    auto [pos, inserted] = files.emplace(id, it->path().string());
+    if (!inserted) problems.emplace_back(id, "two files for one slide: " + pos->second + " and " + it->path().string());
+  }
+  if (files.empty()) throw Error(dir, "", "empty channel: no .h5 feature files found");
+
+  std::map<std::string, std::string> label_of;
+  if (labels != nullptr) {
+    for (size_t i = 0; i < labels->slide_ids.size(); ++i) label_of[labels->slide_ids[i]] = labels->labels[i];
+    for (const auto& [id, label] : label_of) {
+      if (files.count(id) == 0) problems.emplace_back(id, "listed in " + labels->path + " but has no .h5 file");
+    }
+  }
+
+  for (const auto& [id, path] : files) {
+    BagInfo bag;
+    bag.slide_id = id;
+    bag.path = path;
+    if (labels != nullptr) {
+      auto it = label_of.find(id);
+      if (it == label_of.end()) {
+        problems.emplace_back(id, path + " has no label in " + labels->path);
+        continue;
+      }
+      bag.label = it->second;
+      if (classes != nullptr) {
+        try {
+          bag.target = classes->target(bag.label, labels->path, id);
+        } catch (const Error& e) {
+          problems.emplace_back(id, e.reason());
+          continue;
+        }
+      }
+    }
+    const std::string why = inspect(&bag, options.features_key);
+    if (!why.empty()) {
+      problems.emplace_back(id, path + ": " + why);
+      continue;
+    }
+    index.bags.push_back(std::move(bag));
+  }
+
+  // One feature dimension for the whole channel: the most common one; the others are problems.
+  std::map<int64_t, int64_t> dim_count;
+  for (const auto& b : index.bags) ++dim_count[b.feature_dim];
+  if (!dim_count.empty()) {
+    index.feature_dim = std::max_element(dim_count.begin(), dim_count.end(), [](auto& a, auto& b) {
+                          return a.second < b.second;
+                        })->first;
+    std::vector<BagInfo> kept;
+    for (auto& b : index.bags) {
+      if (b.feature_dim == index.feature_dim) {
+        kept.push_back(std::move(b));
+      } else {
+        problems.emplace_back(b.slide_id, b.path + ": D = " + std::to_string(b.feature_dim) +
+                                              ", but the other slides have D = " + std::to_string(index.feature_dim));
+      }
+    }
+    index.bags = std::move(kept);
+  }
+
+  if (!problems.empty()) {
+    for (const auto& [slide, why] : problems) {
+      if (options.skip_bad_slides) {
+        spdlog::warn("[data] skipping slide {}: {}", slide, why);
+      } else {
+        spdlog::error("[data] bad slide {}: {}", slide, why);
+      }
+      index.skipped.push_back(slide + ": " + why);
+    }
+    if (!options.skip_bad_slides) {
+      std::string msg = std::to_string(problems.size()) + " bad slide(s)";
+      for (size_t i = 0; i < problems.size() && i < kProblemsInMessage; ++i) {
+        msg += (i ? "; " : ": ") + problems[i].first + ": " + problems[i].second;
+      }
+      if (problems.size() > kProblemsInMessage) {
+        msg += "; and " + std::to_string(problems.size() - kProblemsInMessage) + " more (see the log)";
+      }
+      throw Error(dir, "", msg + " (--on-bad-slide skip leaves them out)");
+    }
+    spdlog::warn("[data] {}: skipped {} bad slide(s), {} remain", dir, problems.size(), index.bags.size());
+  }
+  if (index.bags.empty()) throw Error(dir, "", "no usable slides left in the channel");
+  return index;
+}
+
+}  // namespace mil

@@ -1,0 +1,44 @@
+#pragma once
+// The index of a channel: every slide's file, shape and target, built from HDF5 headers only (no feature
+// data is read), so start-up on thousands of slides takes seconds.
+#include <string>
+#include <vector>
+
+#include "mil/data/labels.hpp"
+
+namespace mil {
+
+struct BagInfo {
+  std::string slide_id;  // the file stem
+  std::string path;
+  int64_t num_instances = 0;  // N
+  int64_t feature_dim = 0;    // D
+  std::string dtype;          // of the features dataset: float16, float32 or float64
+  bool has_coords = false;    // a `coords` [N, 2] dataset is present
+  std::string label;          // raw label value; empty when the channel has no labels
+  std::vector<float> target;  // C bits; empty when the channel has no labels
+};
+
+struct IndexOptions {
+  std::string features_key = "features";  // dataset holding [N, D]
+  bool skip_bad_slides = false;           // --on-bad-slide skip: leave bad slides out (logged) instead of failing
+};
+
+struct BagIndex {
+  std::string channel;
+  std::vector<BagInfo> bags;  // sorted by slide id, so the order never depends on the filesystem
+  int64_t feature_dim = 0;
+  std::vector<std::string> skipped;  // "slide: reason" for every slide left out (skip mode)
+
+  std::vector<int64_t> sizes() const;  // instances per bag
+  int64_t total_instances() const;
+};
+
+// Scans `dir` recursively for *.h5 / *.hdf5 files (CLAM's h5_files/ layout included). With `labels`,
+// every file must have a label and every labelled slide a file; `classes` turns labels into targets.
+// All problems are collected and reported together in one mil::Error (or, in skip mode, logged and the
+// slides left out). An empty channel is always an error.
+BagIndex index_channel(const std::string& dir, const LabelTable* labels, const ClassMap* classes,
+                       const IndexOptions& options);
+
+}  // namespace mil
