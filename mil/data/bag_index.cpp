@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <map>
 #include <numeric>
@@ -143,6 +144,7 @@ BagIndex index_channel(const std::string& dir, const LabelTable* labels, const C
   }
 
   if (!problems.empty()) {
+    std::stable_sort(problems.begin(), problems.end(), [](auto& a, auto& b) { return a.first < b.first; });
     for (const auto& [slide, why] : problems) {
       if (options.skip_bad_slides) {
         spdlog::warn("[data] skipping slide {}: {}", slide, why);

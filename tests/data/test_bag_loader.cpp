@@ -1,0 +1,105 @@
+// The prefetching loader: same bags in the order asked, bounded read-ahead, a RAM cache that returns
+// the same data, and errors that surface at the bag that caused them.
+#include <gtest/gtest.h>
+
+#include "mil/data/bag_loader.hpp"
+#include "mil/data/synthetic.hpp"
+#include "mil/util/error.hpp"
+#include "tests/test_util.hpp"
+
+namespace mil {
+namespace {
+
+class Loader : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    SyntheticOptions o;
+    o.num_bags = 12;
+    o.feature_dim = 16;
+    o.log_mean_instances = 3.0;
+    write_synthetic_channel(dir_.path(), o);
+    labels_ = read_label_csv(dir_.file("labels.csv"));
+    classes_ = ClassMap::infer(labels_.labels, 0, "", labels_.path);
+    index_ = index_channel(dir_.path(), &labels_, &classes_, {});
+  }
+
+  test::TempDir dir_;
+  LabelTable labels_;
+  ClassMap classes_;
+  BagIndex index_;
+};
+
+TEST_F(Loader, ReturnsTheRequestedBagsInOrder) {
+  BagLoader loader(index_, {});
+  const std::vector<int64_t> order = {5, 0, 11, 5, 3};
+  loader.start(order);
+  for (int64_t i : order) {
+    ASSERT_TRUE(loader.has_next());
+    const Bag bag = loader.next();
+    EXPECT_EQ(bag.index, i);
+    EXPECT_TRUE(torch::equal(bag.features, read_bag(index_.bags[i], i, "features", false).features));
+  }
+  EXPECT_FALSE(loader.has_next());
+  EXPECT_THROW(loader.next(), Error);
+}
+
+TEST_F(Loader, RamCacheServesLaterEpochsWithTheSameData) {
+  LoaderOptions opts;
+  opts.cache = CacheMode::kFloat32;
+  BagLoader loader(index_, opts);
+  std::vector<int64_t> all(index_.bags.size());
+  std::iota(all.begin(), all.end(), 0);
+  std::vector<torch::Tensor> first;
+  loader.start(all);
+  for (size_t i = 0; i < all.size(); ++i) first.push_back(loader.next().features);
+  EXPECT_EQ(loader.cached_bags(), static_cast<int64_t>(all.size()));
+  EXPECT_EQ(loader.cache_bytes(), index_.total_instances() * index_.feature_dim * 4);
+
+  // Remove the files: a second epoch must come from RAM alone.
+  for (const auto& b : index_.bags) std::filesystem::remove(b.path);
+  loader.start(all);
+  for (size_t i = 0; i < all.size(); ++i) EXPECT_TRUE(torch::equal(loader.next().features, first[i]));
+}
+
+TEST_F(Loader, Float16CacheHalvesMemory) {
+  LoaderOptions opts;
+  opts.cache = CacheMode::kFloat16;
+  BagLoader loader(index_, opts);
+  loader.start({0, 1});
+  const Bag b0 = loader.next();
+  loader.next();
+  EXPECT_EQ(loader.cache_bytes(),
+            (index_.bags[0].num_instances + index_.bags[1].num_instances) * index_.feature_dim * 2);
+  loader.start({0});
+  EXPECT_TRUE(torch::allclose(loader.next().features, b0.features, 1e-3, 1e-2));
+}
+
+TEST_F(Loader, ErrorSurfacesAtTheBadBag) {
+  BagLoader loader(index_, {});
+  std::filesystem::remove(index_.bags[2].path);
+  loader.start({0, 1, 2, 3});
+  EXPECT_EQ(loader.next().index, 0);
+  EXPECT_EQ(loader.next().index, 1);
+  try {
+    loader.next();
+    FAIL() << "expected mil::Error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.file(), index_.bags[2].path);
+    EXPECT_EQ(e.reason(), "no such file");
+  }
+}
+
+TEST_F(Loader, RestartingAPassDiscardsTheOldOne) {
+  LoaderOptions opts;
+  opts.prefetch = 2;
+  BagLoader loader(index_, opts);
+  loader.start({0, 1, 2, 3, 4, 5});
+  loader.next();
+  loader.start({7, 8});
+  EXPECT_EQ(loader.next().index, 7);
+  EXPECT_EQ(loader.next().index, 8);
+  EXPECT_FALSE(loader.has_next());
+}
+
+}  // namespace
+}  // namespace mil
