@@ -16,10 +16,10 @@ namespace mil {
 void write_synthetic_channel(const std::string& dir, const SyntheticOptions& o) {
   if (o.num_bags < 1 || o.feature_dim < 1 || o.num_classes < 1) throw Error("synthetic data: bad options");
   std::filesystem::create_directories(dir);
-  at::Generator gen = at::detail::createCPUGenerator(o.seed);
-
   // One unit direction per class: witnesses of class c are background + signal * direction_c.
-  torch::Tensor directions = torch::randn({o.num_classes, o.feature_dim}, gen);
+  at::Generator direction_gen = at::detail::createCPUGenerator(o.direction_seed);
+  torch::Tensor directions = torch::randn({o.num_classes, o.feature_dim}, direction_gen);
+  at::Generator gen = at::detail::createCPUGenerator(o.seed);
   directions = directions / directions.norm(2, 1, true);
 
   std::ofstream labels(dir + "/labels.csv");
@@ -47,7 +47,7 @@ void write_synthetic_channel(const std::string& dir, const SyntheticOptions& o) 
     if (o.coords) {
       const int64_t side = static_cast<int64_t>(std::ceil(std::sqrt(static_cast<double>(n)))) + 1;
       const torch::Tensor cells = torch::randperm(side * side, gen, torch::kLong).slice(0, 0, n);
-      file.write("coords", torch::stack({cells % side, cells / side}, 1) * 256);
+      file.write("coords", torch::stack({cells.remainder(side), cells.div(side, "floor")}, 1) * 256);
     }
     labels << id << "," << label << "\n";
   }

@@ -15,11 +15,12 @@ struct SyntheticOptions {
   double log_sigma_instances = 0.7;
   int64_t min_instances = 4;
   int64_t max_instances = 20000;
-  double witness_fraction = 0.05;  // of a positive bag's instances (at least 1)
-  double signal = 2.0;             // witness shift, in units of the background standard deviation
-  bool float16 = false;            // store features as float16 (as several foundation-model pipelines do)
-  bool coords = true;              // write CLAM-style `coords` [N, 2] (level-0 pixel grid, 256 px patches)
-  uint64_t seed = 0;
+  double witness_fraction = 0.1;  // of a positive bag's instances (at least 1)
+  double signal = 4.0;            // witness shift, in units of the background standard deviation
+  bool float16 = false;           // store features as float16 (as several foundation-model pipelines do)
+  bool coords = true;             // write CLAM-style `coords` [N, 2] (level-0 pixel grid, 256 px patches)
+  uint64_t seed = 0;              // bag sizes, instances, witnesses
+  uint64_t direction_seed = 0;    // the class directions: channels sharing it hold the same task
   std::string prefix = "slide_";  // slide ids are prefix + 4-digit number
 };
 

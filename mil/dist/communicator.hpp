@@ -1,0 +1,42 @@
+#pragma once
+// How ranks of one training job talk. The trainer only ever uses this interface, so one process and N
+// MPI ranks run the same code path: the local implementation is world size 1 with no-op collectives.
+#include <torch/torch.h>
+
+#include <memory>
+#include <string>
+
+namespace mil {
+
+class Communicator {
+ public:
+  virtual ~Communicator() = default;
+  virtual int rank() const = 0;
+  virtual int world_size() const = 0;
+  virtual int local_rank() const = 0;  // rank among the processes on this host (picks the GPU)
+  bool is_main() const { return rank() == 0; }
+
+  // In place: every rank ends with the element-wise sum over ranks. CPU float32/float64 tensors.
+  virtual void allreduce_sum(torch::Tensor& t) = 0;
+  // In place: every rank ends with rank `root`'s values.
+  virtual void broadcast(torch::Tensor& t, int root) = 0;
+  // The largest of every rank's value (agreeing on a stop flag, a step count).
+  virtual int64_t allreduce_max(int64_t value) = 0;
+  virtual void barrier() = 0;
+  // Ends every rank of the job with this exit code (after an error on one rank).
+  [[noreturn]] virtual void abort(int code) = 0;
+};
+
+class LocalCommunicator final : public Communicator {
+ public:
+  int rank() const override { return 0; }
+  int world_size() const override { return 1; }
+  int local_rank() const override { return 0; }
+  void allreduce_sum(torch::Tensor&) override {}
+  void broadcast(torch::Tensor&, int) override {}
+  int64_t allreduce_max(int64_t value) override { return value; }
+  void barrier() override {}
+  [[noreturn]] void abort(int code) override;
+};
+
+}  // namespace mil

@@ -1,0 +1,135 @@
+#include "mil/train/eval_job.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <filesystem>
+#include <fstream>
+#include <numeric>
+
+#include "mil/data/bag_loader.hpp"
+#include "mil/io/files.hpp"
+#include "mil/io/h5_reader.hpp"
+#include "mil/train/metrics.hpp"
+#include "mil/train/trained_model.hpp"
+#include "mil/train/trainer.hpp"
+#include "mil/util/error.hpp"
+
+namespace mil {
+namespace fs = std::filesystem;
+
+void run_evaluation(const EvalConfig& cfg) {
+  if (cfg.models.empty()) throw Error("", "--model", "at least one model is required");
+  if (cfg.test_dir.empty()) throw Error("", "--test", "a channel directory of .h5 feature files is required");
+  const torch::Device device = resolve_device(cfg.device, 0);
+
+  std::vector<TrainedModel> models;
+  for (const auto& path : cfg.models) {
+    models.push_back(load_trained_model(path));
+    models.back().net->to(device);
+    if (models.back().classes.class_names() != models[0].classes.class_names()) {
+      throw Error(path, "", "its classes differ from those of " + cfg.models[0] + ": models cannot vote together");
+    }
+  }
+  const ClassMap& classes = models[0].classes;
+  const int64_t num_classes = classes.num_classes();
+
+  std::string labels_path = cfg.labels;
+  if (labels_path.empty() && fs::is_regular_file(cfg.test_dir + "/labels.csv"))
+    labels_path = cfg.test_dir + "/labels.csv";
+  LabelTable labels;
+  if (!labels_path.empty()) labels = read_label_csv(labels_path);
+  IndexOptions index_opts;
+  index_opts.features_key = cfg.features_key;
+  index_opts.skip_bad_slides = cfg.on_bad_slide == "skip";
+  const BagIndex index = index_channel(cfg.test_dir, labels_path.empty() ? nullptr : &labels,
+                                       labels_path.empty() ? nullptr : &classes, index_opts);
+  const int64_t model_dim = models[0].net->config().feature_dim;
+  if (index.feature_dim != model_dim) {
+    throw Error(cfg.test_dir, "",
+                "features have D = " + std::to_string(index.feature_dim) +
+                    ", the model expects D = " + std::to_string(model_dim));
+  }
+  spdlog::info("[eval] {} slides, {} model(s){}", index.bags.size(), models.size(),
+               labels_path.empty() ? ", no labels" : ", labels from " + labels_path);
+
+  std::error_code ec;
+  fs::create_directories(cfg.out_dir + (cfg.attention ? "/attention" : ""), ec);
+  if (ec) throw Error(cfg.out_dir, "", "cannot create the output directory: " + ec.message());
+
+  torch::NoGradGuard no_grad;
+  BagLoader loader(index, {cfg.features_key, cfg.prefetch, CacheMode::kNone, cfg.attention});
+  std::vector<int64_t> order(index.bags.size());
+  std::iota(order.begin(), order.end(), 0);
+  loader.start(order);
+
+  std::vector<std::vector<double>> mean_probs;
+  std::vector<std::vector<std::vector<int>>> votes(models.size());
+  std::vector<std::vector<int>> targets;
+  for (size_t i = 0; i < order.size(); ++i) {
+    const Bag bag = loader.next();
+    const BagInfo& info = index.bags[static_cast<size_t>(bag.index)];
+    std::vector<double> probs(static_cast<size_t>(num_classes), 0.0);
+    torch::Tensor attention, instance_scores;
+    for (size_t m = 0; m < models.size(); ++m) {
+      const DsmilOutput out = models[m].net->forward(models[m].prepare(bag.features, device));
+      const std::vector<double> p = models[m].probabilities(out);
+      votes[m].push_back(predict_labels({p}, models[m].thresholds)[0]);
+      for (size_t c = 0; c < p.size(); ++c) probs[c] += p[c] / static_cast<double>(models.size());
+      if (cfg.attention) {
+        const torch::Tensor a = out.attention.cpu() / static_cast<double>(models.size());
+        const torch::Tensor s = torch::sigmoid(out.instance_logits).cpu() / static_cast<double>(models.size());
+        attention = attention.defined() ? attention + a : a;
+        instance_scores = instance_scores.defined() ? instance_scores + s : s;
+      }
+    }
+    mean_probs.push_back(probs);
+    if (!info.target.empty()) targets.emplace_back(info.target.begin(), info.target.end());
+    if (cfg.attention) {
+      io::H5Writer file(cfg.out_dir + "/attention/" + info.slide_id + ".h5");
+      file.write("attention", attention);              // [N, C], softmax over instances per class
+      file.write("instance_scores", instance_scores);  // [N, C], sigmoid of the instance classifier
+      if (bag.coords.defined()) file.write("coords", bag.coords);
+      file.write_string_attribute("class_names", nlohmann::json(classes.class_names()).dump());
+    }
+    if ((i + 1) % 100 == 0) spdlog::info("[eval] {}/{} slides", i + 1, order.size());
+  }
+
+  const std::vector<std::vector<int>> predicted = majority_vote(votes);
+  std::ofstream csv(cfg.out_dir + "/predictions.csv");
+  csv << "slide_id";
+  for (const auto& name : classes.class_names()) csv << ",p_" << name;
+  csv << ",predicted" << (targets.empty() ? "" : ",label") << "\n";
+  for (size_t i = 0; i < order.size(); ++i) {
+    csv << index.bags[i].slide_id;
+    for (double p : mean_probs[i]) csv << "," << fmt::format("{:.6f}", p);
+    csv << "," << classes.name_of(std::vector<float>(predicted[i].begin(), predicted[i].end()));
+    if (!targets.empty()) csv << "," << index.bags[i].label;
+    csv << "\n";
+  }
+  csv.close();
+  if (!csv) throw Error(cfg.out_dir + "/predictions.csv", "", "write failed");
+
+  if (!targets.empty()) {
+    std::vector<std::vector<double>> vote_scores;
+    for (const auto& row : predicted) vote_scores.emplace_back(row.begin(), row.end());
+    EvalMetrics m = evaluate(vote_scores, targets, std::vector<double>(static_cast<size_t>(num_classes), 0.5));
+    m.auc = evaluate(mean_probs, targets, {}).auc;
+    nlohmann::json aucs = nlohmann::json::array();
+    for (double a : m.auc) aucs.push_back(std::isfinite(a) ? nlohmann::json(a) : nlohmann::json(nullptr));
+    const nlohmann::json j = {
+        {"slides", order.size()},
+        {"models", cfg.models},
+        {"auc", aucs},
+        {"mean_auc", std::isfinite(m.mean_auc()) ? nlohmann::json(m.mean_auc()) : nlohmann::json(nullptr)},
+        {"accuracy", m.accuracy},
+        {"balanced_accuracy",
+         std::isfinite(m.balanced_accuracy) ? nlohmann::json(m.balanced_accuracy) : nlohmann::json(nullptr)},
+        {"hamming_loss", m.hamming_loss}};
+    io::write_file_atomically(cfg.out_dir + "/metrics.json", j.dump(2) + "\n");
+    spdlog::info("[eval] accuracy {:.4f}, AUC {:.4f}", m.accuracy, m.mean_auc());
+    fmt::print("[metrics] test_accuracy={:.6f} test_auc={:.6f}\n", m.accuracy, m.mean_auc());
+  }
+  spdlog::info("[eval] predictions in {}/predictions.csv", cfg.out_dir);
+}
+
+}  // namespace mil

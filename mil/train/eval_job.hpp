@@ -1,0 +1,25 @@
+#pragma once
+// dsmil_eval's job: score slides with one or more trained models (majority vote), write predictions,
+// metrics when labels are known, and per-instance attention for heatmaps.
+#include <string>
+#include <vector>
+
+namespace mil {
+
+struct EvalConfig {
+  std::vector<std::string> models;        // --model: model dir, model.pt or reference .pth; repeat to vote
+  std::string test_dir;                   // --test: channel dir of per-slide .h5 files
+  std::string labels;                     // --labels: CSV slide_id,label; default <test>/labels.csv if present
+  std::string out_dir = "eval";           // --out
+  bool attention = false;                 // --attention: per-slide HDF5 with attention and instance scores
+  std::string features_key = "features";  // --features-key
+  std::string on_bad_slide = "fail";      // --on-bad-slide: fail|skip
+  int prefetch = 4;                       // --prefetch
+  int threads = 0;                        // --threads: 0 = all cores
+  std::string device = "auto";            // --device
+  std::string log_level = "info";         // --log-level
+};
+
+void run_evaluation(const EvalConfig& cfg);
+
+}  // namespace mil

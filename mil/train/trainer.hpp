@@ -1,0 +1,49 @@
+#pragma once
+// A whole dsmil_train job: data, splits, the training loop with validation and early stopping, outputs.
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "mil/data/bag_index.hpp"
+#include "mil/dist/communicator.hpp"
+#include "mil/train/metrics.hpp"
+#include "mil/train/train_config.hpp"
+#include "mil/train/trained_model.hpp"
+
+namespace mil {
+
+// One line of metrics.json's `epochs` array.
+struct EpochRecord {
+  int fold = 0;
+  int epoch = 0;  // 1-based, as people count them
+  double train_loss = 0;
+  double val_loss = std::numeric_limits<double>::quiet_NaN();
+  std::vector<double> val_auc;  // per class
+  double val_accuracy = std::numeric_limits<double>::quiet_NaN();
+  double lr = 0;
+  double seconds = 0;
+  double instances_per_second = 0;
+  nlohmann::json to_json() const;
+};
+
+// Scores of a model on a set of bags.
+struct EvalResult {
+  std::vector<std::string> slide_ids;
+  std::vector<std::vector<double>> probs;                  // [bag][class]
+  std::vector<std::vector<int>> targets;                   // [bag][class]; empty when the set has no labels
+  double loss = std::numeric_limits<double>::quiet_NaN();  // mean DSMIL loss (labelled sets)
+  EvalMetrics metrics;                                     // labelled sets only
+};
+
+// Forward passes over every bag of `index` (no gradients, eval mode). With labels, metrics are computed
+// with `thresholds`, or with thresholds fitted on this set when it is empty.
+EvalResult evaluate_bags(TrainedModel& model, const BagIndex& index, const std::string& features_key, int prefetch,
+                         const torch::Device& device, const std::vector<double>& thresholds);
+
+// The device named by --device ("auto": CUDA when available, the rank's local GPU).
+torch::Device resolve_device(const std::string& spec, int local_rank);
+
+// Runs the job described by `cfg` (already validated). Only the main rank writes files.
+void run_training(const TrainConfig& cfg, Communicator& comm);
+
+}  // namespace mil

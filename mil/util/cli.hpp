@@ -1,0 +1,16 @@
+#pragma once
+// What every binary does around its work: logging set-up and the one-line failure report.
+#include <exception>
+#include <string>
+
+namespace mil {
+
+// spdlog's default logger at `level` (trace..off), with a timestamped pattern; on multi-rank jobs the
+// rank is in every line and only rank 0 logs below warning.
+void setup_logging(const std::string& level, int rank = 0, int world_size = 1);
+
+// Prints "<program>: error: <message>" as one line on stderr, writes the message to `failure_file` when
+// one is given (SageMaker shows it as the job's FailureReason), and returns the exit code to use (1).
+int report_failure(const std::string& program, const std::exception& e, const std::string& failure_file);
+
+}  // namespace mil
