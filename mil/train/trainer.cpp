@@ -438,7 +438,7 @@ void run_training(const TrainConfig& cfg, Communicator& comm) {
   if (!val_results[best].probs.empty()) {
     const EvalMetrics& v = val_results[best].metrics;
     summary["validation"] = metrics_json(v);
-    fmt::print("[metrics] best_epoch={} best_val_auc={:.6f} best_val_accuracy={:.6f}\n",
+    fmt::print("[metrics] best_epoch={} best_validation_auc={:.6f} best_validation_accuracy={:.6f}\n",
                models[best].info["best_epoch"].get<int>(), v.mean_auc(), v.accuracy);
   }
 
