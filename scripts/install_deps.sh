@@ -5,6 +5,7 @@ set -euo pipefail
 
 packages=(
   build-essential cmake ninja-build pkg-config git
+  python3 python3-venv  # the CUDA-wheel build (scripts/build_cuda.sh) installs PyPI torch into a venv
   libtorch-dev          # libtorch 1.13, CPU
   libopenblas0-openmp   # without it libtorch uses the reference BLAS (~20x slower)
   libhdf5-dev hdf5-tools

@@ -42,7 +42,10 @@ void fsync_directory(const std::filesystem::path& dir) {
 void write_file_atomically(const std::string& path, std::string_view bytes) {
   namespace fs = std::filesystem;
   const fs::path target(path);
-  const fs::path tmp = target.parent_path() / ("." + target.filename().string() + ".tmp");
+  std::string tmp_name = ".";  // a hidden temporary beside the target, so rename() is atomic
+  tmp_name += target.filename().string();
+  tmp_name += ".tmp";
+  const fs::path tmp = target.parent_path() / tmp_name;
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) throw Error(path, "", "cannot create " + tmp.string() + ": " + errno_text());
   try {
