@@ -1,9 +1,40 @@
 #include "mil/data/bag_loader.hpp"
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cmath>
+
 #include "mil/io/h5_reader.hpp"
 #include "mil/util/error.hpp"
 
 namespace mil {
+
+namespace {
+
+// Index of the first NaN/Inf element of a contiguous float32 tensor, or -1. A plain loop on purpose: it
+// runs on the reader thread, and torch ops there would compete with training for libtorch's thread pool.
+int64_t first_non_finite(const torch::Tensor& t) {
+  const auto* bits = reinterpret_cast<const uint32_t*>(t.data_ptr<float>());
+  const int64_t n = t.numel();
+  uint32_t all_finite = 1;
+  for (int64_t i = 0; i < n; ++i) all_finite &= static_cast<uint32_t>((bits[i] & 0x7f800000u) != 0x7f800000u);
+  if (all_finite) return -1;
+  for (int64_t i = 0; i < n; ++i) {
+    if ((bits[i] & 0x7f800000u) == 0x7f800000u) return i;
+  }
+  return -1;
+}
+
+// Asks the kernel to start reading a file we will need soon, so the device works while we compute.
+void read_ahead(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return;  // the real read reports the problem
+  ::posix_fadvise(fd, 0, 0, POSIX_FADV_WILLNEED);
+  ::close(fd);
+}
+
+}  // namespace
 
 Bag read_bag(const BagInfo& info, int64_t index, const std::string& features_key, bool with_coords) {
   io::H5Reader file(info.path);
@@ -14,9 +45,9 @@ Bag read_bag(const BagInfo& info, int64_t index, const std::string& features_key
       bag.features.size(1) != info.feature_dim) {
     throw Error(info.path, features_key, "shape changed since the channel was indexed");
   }
-  const torch::Tensor bad_rows = (~torch::isfinite(bag.features)).any(1);
-  if (bad_rows.any().item<bool>()) {
-    const int64_t row = bad_rows.nonzero()[0][0].item<int64_t>();
+  const int64_t bad = first_non_finite(bag.features);
+  if (bad >= 0) {
+    const int64_t row = bad / info.feature_dim;
     throw Error(info.path, features_key,
                 "contains NaN or Inf values (first in row " + std::to_string(row) + " of " +
                     std::to_string(info.num_instances) + ")");
@@ -91,7 +122,14 @@ Bag BagLoader::load(int64_t index) {
 }
 
 void BagLoader::read_loop(std::vector<int64_t> order) {
-  for (int64_t index : order) {
+  size_t hinted = 0;  // files up to here have been announced to the kernel
+  for (size_t pos = 0; pos < order.size(); ++pos) {
+    const int64_t index = order[pos];
+    for (; hinted < std::min(order.size(), pos + 1 + static_cast<size_t>(options_.prefetch)); ++hinted) {
+      if (options_.cache == CacheMode::kNone || !cache_[static_cast<size_t>(order[hinted])].defined()) {
+        read_ahead(index_.bags[static_cast<size_t>(order[hinted])].path);
+      }
+    }
     {
       std::unique_lock<std::mutex> lock(mutex_);
       changed_.wait(lock, [&] { return stopping_ || ready_.size() < static_cast<size_t>(options_.prefetch); });
