@@ -1,0 +1,148 @@
+#include "mil/train/checkpoint_store.hpp"
+
+#include <fcntl.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "mil/io/files.hpp"
+#include "mil/util/error.hpp"
+
+namespace mil {
+namespace fs = std::filesystem;
+namespace {
+
+constexpr const char* kManifest = "MANIFEST.json";
+constexpr const char* kPrefix = "ckpt-";
+
+std::string checkpoint_name(int64_t step) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%s%012lld", kPrefix, static_cast<long long>(step));
+  return buf;
+}
+
+void fsync_path(const fs::path& p, int flags) {
+  const int fd = ::open(p.c_str(), flags | O_CLOEXEC);
+  if (fd < 0) return;
+  ::fsync(fd);
+  ::close(fd);
+}
+
+// Why the checkpoint at `path` is unusable, or "" when every file matches the manifest.
+std::string verify(const fs::path& path, Checkpoint* out) {
+  std::string manifest_text;
+  try {
+    manifest_text = io::read_file((path / kManifest).string());
+  } catch (const Error&) {
+    return "no manifest";
+  }
+  nlohmann::json manifest;
+  try {
+    manifest = nlohmann::json::parse(manifest_text);
+    for (const auto& [name, meta] : manifest.at("files").items()) {
+      std::string bytes;
+      try {
+        bytes = io::read_file((path / name).string());
+      } catch (const Error&) {
+        return name + " is missing";
+      }
+      if (bytes.size() != meta.at("size").get<size_t>()) {
+        return name + " has " + std::to_string(bytes.size()) + " bytes, the manifest says " +
+               std::to_string(meta.at("size").get<size_t>()) + " (truncated?)";
+      }
+      if (crc32_hex(bytes) != meta.at("crc32").get<std::string>()) return name + " fails its checksum (corrupt)";
+      if (out != nullptr) out->files[name] = std::move(bytes);
+    }
+    if (out != nullptr) out->step = manifest.at("step").get<int64_t>();
+  } catch (const nlohmann::json::exception& e) {
+    return std::string("unreadable manifest: ") + e.what();
+  }
+  return "";
+}
+
+}  // namespace
+
+std::string crc32_hex(const std::string& bytes) {
+  uLong crc = crc32(0L, Z_NULL, 0);
+  size_t done = 0;
+  while (done < bytes.size()) {  // zlib takes a uInt length
+    const uInt n = static_cast<uInt>(std::min<size_t>(bytes.size() - done, 1u << 30));
+    crc = crc32(crc, reinterpret_cast<const Bytef*>(bytes.data() + done), n);
+    done += n;
+  }
+  char buf[16];
+  std::snprintf(buf, sizeof(buf), "%08lx", static_cast<unsigned long>(crc));
+  return buf;
+}
+
+CheckpointStore::CheckpointStore(std::string dir, int keep) : dir_(std::move(dir)), keep_(keep) {
+  if (keep_ < 1) throw Error("", "--keep-checkpoints", "must be >= 1");
+}
+
+std::string CheckpointStore::write(int64_t step, const std::map<std::string, std::string>& files) {
+  std::error_code ec;
+  fs::create_directories(dir_, ec);
+  if (ec) throw Error(dir_, "", "cannot create the checkpoint directory: " + ec.message());
+  const fs::path final_path = fs::path(dir_) / checkpoint_name(step);
+  const fs::path tmp = fs::path(dir_) / ("." + checkpoint_name(step) + ".tmp");
+  fs::remove_all(tmp, ec);
+  if (!fs::create_directory(tmp, ec) || ec) {
+    throw Error(tmp.string(), "", "cannot create the checkpoint: " + (ec ? ec.message() : "exists"));
+  }
+  try {
+    nlohmann::json manifest = {{"step", step}, {"files", nlohmann::json::object()}};
+    for (const auto& [name, bytes] : files) {
+      if (name.empty() || name.find('/') != std::string::npos || name == kManifest) {
+        throw Error(tmp.string(), name, "invalid checkpoint file name");
+      }
+      io::write_file_atomically((tmp / name).string(), bytes);
+      manifest["files"][name] = {{"size", bytes.size()}, {"crc32", crc32_hex(bytes)}};
+    }
+    // The manifest last: a directory without one is never taken for a checkpoint.
+    io::write_file_atomically((tmp / kManifest).string(), manifest.dump(2) + "\n");
+    fsync_path(tmp, O_RDONLY | O_DIRECTORY);
+    fs::remove_all(final_path, ec);  // a leftover of an earlier run at the same step
+    fs::rename(tmp, final_path, ec);
+    if (ec) throw Error(final_path.string(), "", "cannot commit the checkpoint: " + ec.message());
+    fsync_path(dir_, O_RDONLY | O_DIRECTORY);
+  } catch (...) {
+    fs::remove_all(tmp, ec);
+    throw;
+  }
+  // Prune only now that the new checkpoint is complete.
+  const std::vector<std::string> all = list();
+  for (size_t i = static_cast<size_t>(keep_); i < all.size(); ++i) fs::remove_all(all[i], ec);
+  return final_path.string();
+}
+
+std::vector<std::string> CheckpointStore::list() const {
+  std::vector<std::string> out;
+  std::error_code ec;
+  if (!fs::is_directory(dir_, ec)) return out;
+  for (const auto& entry : fs::directory_iterator(dir_, ec)) {
+    const std::string name = entry.path().filename().string();
+    if (entry.is_directory(ec) && name.rfind(kPrefix, 0) == 0 && fs::exists(entry.path() / kManifest, ec)) {
+      out.push_back(entry.path().string());
+    }
+  }
+  std::sort(out.rbegin(), out.rend());  // zero-padded step numbers: lexical order is step order
+  return out;
+}
+
+std::optional<Checkpoint> CheckpointStore::load_latest() const {
+  for (const std::string& path : list()) {
+    Checkpoint c;
+    c.path = path;
+    const std::string why = verify(path, &c);
+    if (why.empty()) return c;
+    spdlog::warn("[ckpt] {} is unusable ({}); falling back to an older checkpoint", path, why);
+  }
+  return std::nullopt;
+}
+
+}  // namespace mil
