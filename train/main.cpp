@@ -1,10 +1,12 @@
 // dsmil_train: parse the configuration (flags, config file, SageMaker's hyperparameters.json and SM_*
-// variables), validate it, run the job. Errors end as one line on stderr, the SageMaker failure file and
-// exit status 1.
+// variables), validate it, run the job, as one process or as every rank of an mpirun job. Errors end as
+// one line on stderr (naming the rank on multi-rank jobs), the SageMaker failure file and exit status 1.
 #include <cstdio>
+#include <memory>
 #include <string>
 #include <vector>
 
+#include "mil/dist/communicator.hpp"
 #include "mil/train/train_config.hpp"
 #include "mil/train/trainer.hpp"
 #include "mil/util/cli.hpp"
@@ -14,6 +16,7 @@ int main(int argc, char** argv) {
   const std::vector<std::string> args(argv + 1, argv + argc);
   const mil::SageMakerEnvironment env = mil::SageMakerEnvironment::from_process();
   std::string failure_file = mil::environment_defaults(env).failure_file;
+  std::unique_ptr<mil::Communicator> comm;
   try {
     const mil::ParsedTrainConfig parsed = mil::parse_train_config(args, env);
     const mil::TrainConfig& cfg = parsed.config;
@@ -26,13 +29,15 @@ int main(int argc, char** argv) {
       std::puts(mil::to_json(cfg).dump(2).c_str());
       return 0;
     }
-    mil::validate(cfg);
-    mil::setup_logging(cfg.log_level);
-    mil::set_torch_threads(cfg.threads);
-    mil::LocalCommunicator comm;
-    mil::run_training(cfg, comm);
+    mil::validate(cfg);  // before MPI: every rank has the same arguments and fails the same way
+    comm = mil::make_communicator();
+    mil::setup_logging(cfg.log_level, comm->rank(), comm->world_size());
+    mil::set_torch_threads(cfg.threads, comm->local_size());
+    mil::run_training(cfg, *comm);
     return 0;
   } catch (const std::exception& e) {
-    return mil::report_failure("dsmil_train", e, failure_file);
+    if (comm == nullptr || comm->world_size() == 1) return mil::report_failure("dsmil_train", e, failure_file);
+    // The other ranks may be waiting in a collective for this one: end them all.
+    comm->abort(mil::report_failure("dsmil_train", e, failure_file, "rank " + std::to_string(comm->rank())));
   }
 }

@@ -134,10 +134,21 @@ std::vector<std::vector<int64_t>> EpochSampler::epoch_plan(int64_t epoch) const 
 
 std::vector<int64_t> EpochSampler::rank_sequence(int64_t epoch, int rank) const {
   check_rank(rank);
+  return slot_sequence(epoch, rank, 1);
+}
+
+std::vector<int64_t> EpochSampler::slot_sequence(int64_t epoch, int first_slot, int count) const {
+  if (count < 1 || first_slot < 0 || first_slot > opts_.world_size - count) {
+    throw Error("", "slots",
+                "[" + std::to_string(first_slot) + ", " + std::to_string(first_slot + count) +
+                    ") is not a range of [0, " + std::to_string(opts_.world_size) + ")");
+  }
   const std::vector<std::vector<int64_t>> plan = epoch_plan(epoch);
   std::vector<int64_t> seq;
-  seq.reserve(plan.size());
-  for (const std::vector<int64_t>& step : plan) seq.push_back(step[static_cast<size_t>(rank)]);
+  seq.reserve(plan.size() * static_cast<size_t>(count));
+  for (const std::vector<int64_t>& step : plan) {
+    seq.insert(seq.end(), step.begin() + first_slot, step.begin() + first_slot + count);
+  }
   return seq;
 }
 

@@ -1,6 +1,8 @@
 #pragma once
-// Which bag each rank trains at each step of each epoch. Training is data-parallel over W ranks and every
-// global step each rank trains one bag, then the gradients are all-reduced. Plans are pure functions of
+// Which bag each rank trains at each step of each epoch. Training is data-parallel: a global step trains
+// one bag per slot, W slots in all, then the gradients are all-reduced. A job of R ranks that each accumulate
+// K bags per step has W = R * K slots and rank r trains slots [r * K, r * K + K), so R ranks and one process
+// with K = R train the same bags in the same steps (slot_sequence()). Plans are pure functions of
 // (bag sizes, options, epoch), built only from the generator below, so they are identical on every
 // machine and standard library, and a run resumed at (epoch, step) trains exactly the bags it would have.
 #include <cstdint>
@@ -67,6 +69,9 @@ class EpochSampler {
   std::vector<std::vector<int64_t>> epoch_plan(int64_t epoch) const;
   // The bags `rank` trains in `epoch`, in order; steps_per_epoch() of them for every rank.
   std::vector<int64_t> rank_sequence(int64_t epoch, int rank) const;
+  // The bags of slots [first_slot, first_slot + count) of every step of `epoch`, step by step: what a rank
+  // accumulating `count` bags per step trains. rank_sequence(e, r) == slot_sequence(e, r, 1).
+  std::vector<int64_t> slot_sequence(int64_t epoch, int first_slot, int count) const;
   // Stateless: the bag `rank` trains at (epoch, step), so a resumed run needs only those two numbers.
   int64_t bag_at(int64_t epoch, int64_t step, int rank) const;
   double straggler_ratio(int64_t epoch) const;

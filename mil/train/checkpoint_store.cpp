@@ -89,7 +89,10 @@ std::string CheckpointStore::write(int64_t step, const std::map<std::string, std
   fs::create_directories(dir_, ec);
   if (ec) throw Error(dir_, "", "cannot create the checkpoint directory: " + ec.message());
   const fs::path final_path = fs::path(dir_) / checkpoint_name(step);
-  const fs::path tmp = fs::path(dir_) / ("." + checkpoint_name(step) + ".tmp");
+  std::string tmp_name = ".";  // hidden while incomplete
+  tmp_name += checkpoint_name(step);
+  tmp_name += ".tmp";
+  const fs::path tmp = fs::path(dir_) / tmp_name;
   fs::remove_all(tmp, ec);
   if (!fs::create_directory(tmp, ec) || ec) {
     throw Error(tmp.string(), "", "cannot create the checkpoint: " + (ec ? ec.message() : "exists"));

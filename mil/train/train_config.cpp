@@ -66,6 +66,9 @@ const OptionSpec kOptions[] = {
     {"Optimisation", "weight-decay", &TrainConfig::weight_decay, "W", "L2 weight decay"},
     {"Optimisation", "min-lr", &TrainConfig::min_lr, "RATE", "Cosine schedule floor"},
     {"Optimisation", "stop-epochs", &TrainConfig::stop_epochs, "N", "Early stop after this many epochs without improvement"},
+    {"Optimisation", "accumulate", &TrainConfig::accumulate, "K",
+     "Bags per rank per optimiser step (gradients averaged over the K bags of every rank); R ranks with K train "
+     "the same bags in the same steps as 1 rank with R*K"},
     {"Splits", "val-fraction", &TrainConfig::val_fraction, "F",
      "Validation fraction split from --train (without --validation, --folds or --split-csv)"},
     {"Splits", "folds", &TrainConfig::folds, "K", "Stratified K-fold cross-validation; 0 = off"},
@@ -413,6 +416,7 @@ void validate(const TrainConfig& cfg) {
   check(cfg.weight_decay >= 0, "weight-decay", ">= 0", to_text(cfg.weight_decay));
   check(cfg.min_lr >= 0, "min-lr", ">= 0", to_text(cfg.min_lr));
   check(cfg.stop_epochs >= 1, "stop-epochs", ">= 1", to_text(cfg.stop_epochs));
+  check(cfg.accumulate >= 1, "accumulate", ">= 1", to_text(cfg.accumulate));
   check(cfg.val_fraction >= 0 && cfg.val_fraction < 1, "val-fraction", "in [0, 1)", to_text(cfg.val_fraction));
   check(cfg.folds == 0 || cfg.folds >= 2, "folds", "0 (off) or >= 2", to_text(cfg.folds));
   if (cfg.fold != -1 && cfg.folds == 0) throw Error("--fold " + to_text(cfg.fold) + " needs --folds K");

@@ -7,11 +7,14 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <mutex>
 #include <numeric>
 
 #include "mil/data/bag_loader.hpp"
 #include "mil/data/sampler.hpp"
 #include "mil/data/splits.hpp"
+#include "mil/dist/parameter_sync.hpp"
 #include "mil/io/files.hpp"
 #include "mil/model/loss.hpp"
 #include "mil/model/state_dict.hpp"
@@ -96,6 +99,29 @@ std::string format_duration(double s) {
   return buf;
 }
 
+// The seed of one bag's training pass, from (seed, epoch, slot) alone, so that R ranks and one process
+// accumulating R bags draw the same patch and node dropout for the bag of a slot.
+uint64_t slot_seed(uint64_t seed, int epoch, int64_t slot) {
+  return mix64(mix64(mix64(seed) ^ static_cast<uint64_t>(epoch)) ^ static_cast<uint64_t>(slot));
+}
+
+// Every rank's rows of `width` float64 values, as one [total_rows, width] tensor on every rank: rank q's
+// i-th row lands at row positions_of(q)[i]. Every rank knows every rank's positions, so only values travel.
+torch::Tensor gather_rows(Communicator& comm, const std::vector<double>& mine, int64_t width, int64_t total_rows,
+                          const std::function<std::vector<int64_t>(int)>& positions_of) {
+  const torch::Tensor all = comm.allgather(torch::tensor(mine, torch::kDouble)).view({-1, width});
+  std::vector<int64_t> positions;  // of the gathered rows, which come in rank order
+  for (int q = 0; q < comm.world_size(); ++q) {
+    const std::vector<int64_t> p = positions_of(q);
+    positions.insert(positions.end(), p.begin(), p.end());
+  }
+  if (static_cast<int64_t>(positions.size()) != total_rows || all.size(0) != total_rows) {
+    throw Error("", "gather_rows",
+                "expected " + std::to_string(total_rows) + " rows, got " + std::to_string(all.size(0)));
+  }
+  return torch::empty({total_rows, width}, torch::kDouble).index_copy_(0, torch::tensor(positions), all);
+}
+
 // Trains one model on `train` and selects its best epoch on `val` (when there is one).
 TrainedModel train_model(Job& job, const BagIndex& train, const BagIndex& val, int fold) {
   const TrainConfig& cfg = job.cfg;
@@ -112,23 +138,41 @@ TrainedModel train_model(Job& job, const BagIndex& train, const BagIndex& val, i
   model.classes = job.classes;
   model.average = cfg.average;
   model.thresholds.assign(static_cast<size_t>(mc.num_classes), 0.5);
+  const std::vector<torch::Tensor> params = model.net->parameters();
+  broadcast_parameters(params, job.comm, 0);
   if (cfg.standardize) {
-    std::tie(model.feature_mean, model.feature_std) = feature_statistics(train, cfg.features_key, cfg.prefetch);
+    // Rank 0 reads the training split once; the other ranks take its statistics.
+    if (job.comm.is_main()) {
+      std::tie(model.feature_mean, model.feature_std) = feature_statistics(train, cfg.features_key, cfg.prefetch);
+    } else {
+      model.feature_mean = torch::empty({train.feature_dim}, torch::kFloat);
+      model.feature_std = torch::empty({train.feature_dim}, torch::kFloat);
+    }
+    job.comm.broadcast(model.feature_mean, 0);
+    job.comm.broadcast(model.feature_std, 0);
   }
 
   OptimizerConfig opt_cfg;
   opt_cfg.lr = cfg.lr;
   opt_cfg.weight_decay = cfg.weight_decay;
   opt_cfg.min_lr = cfg.min_lr;
-  auto optimizer = make_adam(model.net->parameters(), opt_cfg);
+  auto optimizer = make_adam(params, opt_cfg);
 
+  // A step trains one bag per sampler slot: world_size * accumulate slots, rank r taking slots
+  // [r * accumulate, (r + 1) * accumulate). The plan depends only on the slot count, and size balancing
+  // is on whenever a step has more than one bag, so R ranks and one process with --accumulate R train
+  // the same bags in the same steps.
+  const int per_rank = cfg.accumulate;
+  const int first_slot = job.comm.rank() * per_rank;
+  const int64_t bags_per_step = static_cast<int64_t>(job.comm.world_size()) * per_rank;
   SamplerOptions sampler_opts;
   sampler_opts.seed = cfg.seed + static_cast<uint64_t>(fold);
-  sampler_opts.world_size = job.comm.world_size();
-  sampler_opts.size_balanced = job.comm.world_size() > 1;
+  sampler_opts.world_size = static_cast<int>(bags_per_step);
+  sampler_opts.size_balanced = bags_per_step > 1;
   const EpochSampler sampler(train.sizes(), sampler_opts);
+  const int64_t steps = sampler.steps_per_epoch();
   BagLoader loader(train, {cfg.features_key, cfg.prefetch, parse_cache_mode(cfg.cache), false});
-  at::Generator dropout_gen = at::detail::createCPUGenerator(cfg.seed * 7919 + static_cast<uint64_t>(fold));
+  const uint64_t dropout_seed = cfg.seed * 7919 + static_cast<uint64_t>(fold);
 
   double best_score = -std::numeric_limits<double>::infinity();
   StateDict best_state = state_dict_of(*model.net);
@@ -143,47 +187,74 @@ TrainedModel train_model(Job& job, const BagIndex& train, const BagIndex& val, i
     const double lr = cosine_lr(opt_cfg, epoch, cfg.epochs);
     set_lr(*optimizer, lr);
     model.net->train();
-    const std::vector<int64_t> order = sampler.rank_sequence(epoch, job.comm.rank());
-    loader.start(order);
-    double loss_sum = 0;
+    loader.start(sampler.slot_sequence(epoch, first_slot, per_rank));
+    std::vector<double> bag_stats;  // (loss, instances) per bag, in the order trained
     int64_t instances = 0;
     Clock::time_point last_progress = Clock::now();
-    for (size_t step = 0; step < order.size(); ++step) {
-      const Bag bag = loader.next();
-      torch::Tensor x = model.prepare(bag.features, job.device);
-      if (cfg.dropout_patch > 0) {
-        // Patch dropout (training only): keep a random floor(N * (1 - p)) instances, at least one.
-        const int64_t n = x.size(0);
-        const int64_t keep = std::max<int64_t>(1, static_cast<int64_t>(std::floor(n * (1.0 - cfg.dropout_patch))));
-        x = x.index_select(0, torch::randperm(n, dropout_gen, torch::kLong).slice(0, 0, keep).to(job.device));
-      }
+    for (int64_t step = 0; step < steps; ++step) {
       optimizer->zero_grad();
-      const DsmilOutput out = model.net->forward(x);
-      const torch::Tensor loss =
-          dsmil_loss(out, target_tensor(train.bags[static_cast<size_t>(bag.index)]).to(job.device));
-      loss.backward();
+      for (int k = 0; k < per_rank; ++k) {
+        const Bag bag = loader.next();
+        const uint64_t bag_seed = slot_seed(dropout_seed, epoch, step * bags_per_step + first_slot + k);
+        {
+          // Node dropout draws from the device's default generator.
+          at::Generator device_gen = at::globalContext().defaultGenerator(job.device);
+          std::lock_guard<std::mutex> lock(device_gen.mutex());
+          device_gen.set_current_seed(mix64(bag_seed));
+        }
+        torch::Tensor x = model.prepare(bag.features, job.device);
+        if (cfg.dropout_patch > 0) {
+          // Patch dropout (training only): keep a random floor(N * (1 - p)) instances, at least one.
+          const int64_t n = x.size(0);
+          const int64_t keep = std::max<int64_t>(1, static_cast<int64_t>(std::floor(n * (1.0 - cfg.dropout_patch))));
+          at::Generator patch_gen = at::detail::createCPUGenerator(bag_seed);
+          x = x.index_select(0, torch::randperm(n, patch_gen, torch::kLong).slice(0, 0, keep).to(job.device));
+        }
+        const DsmilOutput out = model.net->forward(x);
+        const torch::Tensor loss =
+            dsmil_loss(out, target_tensor(train.bags[static_cast<size_t>(bag.index)]).to(job.device));
+        loss.backward();  // accumulates over the rank's bags of the step
+        bag_stats.push_back(loss.item<double>());
+        bag_stats.push_back(static_cast<double>(x.size(0)));
+        instances += x.size(0);
+      }
+      average_gradients(params, job.comm, bags_per_step);
       optimizer->step();
-      loss_sum += loss.item<double>();
-      instances += x.size(0);
       if (seconds_since(last_progress) > 30) {
         last_progress = Clock::now();
-        spdlog::info("[train]{} epoch {}/{}: step {}/{} ({:.0f} instances/s)", fold_text, epoch + 1, cfg.epochs,
-                     step + 1, order.size(), instances / seconds_since(epoch_start));
+        spdlog::info("[train]{} epoch {}/{}: step {}/{} ({:.0f} instances/s on rank 0)", fold_text, epoch + 1,
+                     cfg.epochs, step + 1, steps, instances / seconds_since(epoch_start));
       }
+    }
+    // The epoch's loss over every bag of every rank, summed in slot order: the same number, to the bit,
+    // whatever the split of slots between ranks and accumulation.
+    const torch::Tensor stats = gather_rows(job.comm, bag_stats, 2, steps * bags_per_step, [&](int q) {
+      std::vector<int64_t> slots;
+      for (int64_t step = 0; step < steps; ++step) {
+        for (int k = 0; k < per_rank; ++k) slots.push_back(step * bags_per_step + q * per_rank + k);
+      }
+      return slots;
+    });
+    double loss_sum = 0;
+    double total_instances = 0;
+    const auto stats_a = stats.accessor<double, 2>();
+    for (int64_t i = 0; i < stats.size(0); ++i) {
+      loss_sum += stats_a[i][0];
+      total_instances += stats_a[i][1];
     }
     const double train_seconds = seconds_since(epoch_start);
 
     EpochRecord rec;
     rec.fold = fold;
     rec.epoch = epoch + 1;
-    rec.train_loss = loss_sum / static_cast<double>(order.size());
+    rec.train_loss = loss_sum / static_cast<double>(stats.size(0));
     rec.lr = lr;
-    rec.instances_per_second = instances / std::max(train_seconds, 1e-9);
+    rec.instances_per_second = total_instances / std::max(train_seconds, 1e-9);
     double score = 0;  // without a validation set every epoch "improves": the last one is kept
     std::vector<double> thresholds = model.thresholds;
     if (!val.bags.empty()) {
       // Thresholds are fitted on the validation set, as the reference does (so its accuracy is optimistic).
-      const EvalResult r = evaluate_bags(model, val, cfg.features_key, cfg.prefetch, job.device, {});
+      const EvalResult r = evaluate_bags(model, val, cfg.features_key, cfg.prefetch, job.device, {}, job.comm);
       rec.val_loss = r.loss;
       rec.val_auc = r.metrics.auc;
       rec.val_accuracy = r.metrics.accuracy;
@@ -192,6 +263,7 @@ TrainedModel train_model(Job& job, const BagIndex& train, const BagIndex& val, i
     }
     rec.seconds = seconds_since(epoch_start);
 
+    // Every rank holds the same gathered scores, so every rank takes the same decisions below.
     const bool improved = val.bags.empty() || score > best_score;
     if (improved) {
       best_score = score;
@@ -215,12 +287,14 @@ TrainedModel train_model(Job& job, const BagIndex& train, const BagIndex& val, i
         lr, rec.seconds, rec.instances_per_second, improved ? ", best so far" : "", format_duration(elapsed),
         format_duration(eta));
     // The stable metric line for SageMaker metric_definitions (see README); numbers only, one per key.
-    fmt::print(
-        "[metrics] fold={} epoch={} train_loss={:.6f} val_loss={:.6f} val_auc={:.6f} val_accuracy={:.6f} "
-        "lr={:.6g} instances_per_second={:.1f}{}\n",
-        fold, rec.epoch, rec.train_loss, rec.val_loss, mean_std(rec.val_auc).first, rec.val_accuracy, lr,
-        rec.instances_per_second, auc_text);
-    std::fflush(stdout);
+    if (job.comm.is_main()) {
+      fmt::print(
+          "[metrics] fold={} epoch={} train_loss={:.6f} val_loss={:.6f} val_auc={:.6f} val_accuracy={:.6f} "
+          "lr={:.6g} instances_per_second={:.1f}{}\n",
+          fold, rec.epoch, rec.train_loss, rec.val_loss, mean_std(rec.val_auc).first, rec.val_accuracy, lr,
+          rec.instances_per_second, auc_text);
+      std::fflush(stdout);
+    }
     job.epoch_records.push_back(rec.to_json());
 
     if (epochs_without_improvement > cfg.stop_epochs) {
@@ -292,29 +366,50 @@ torch::Device resolve_device(const std::string& spec, int local_rank) {
 }
 
 EvalResult evaluate_bags(TrainedModel& model, const BagIndex& index, const std::string& features_key, int prefetch,
-                         const torch::Device& device, const std::vector<double>& thresholds) {
+                         const torch::Device& device, const std::vector<double>& thresholds, Communicator& comm) {
   torch::NoGradGuard no_grad;
   model.net->eval();
-  EvalResult r;
+  const int64_t n = static_cast<int64_t>(index.bags.size());
+  const int world = comm.world_size();
+  const auto positions_of = [&](int rank) {
+    std::vector<int64_t> positions;
+    for (int64_t i = rank; i < n; i += world) positions.push_back(i);
+    return positions;
+  };
+  const bool labelled = n > 0 && !index.bags[0].target.empty();
+  const int64_t num_classes = model.net->config().num_classes;
+
+  // This rank's share: (per-class probabilities..., loss) per bag.
+  std::vector<double> rows;
   BagLoader loader(index, {features_key, prefetch, CacheMode::kNone, false});
-  std::vector<int64_t> order(index.bags.size());
-  std::iota(order.begin(), order.end(), 0);
-  loader.start(order);
-  const bool labelled = !index.bags.empty() && !index.bags[0].target.empty();
-  double loss_sum = 0;
-  for (size_t i = 0; i < order.size(); ++i) {
+  const std::vector<int64_t> mine = positions_of(comm.rank());
+  loader.start(mine);
+  for (size_t i = 0; i < mine.size(); ++i) {
     const Bag bag = loader.next();
-    const BagInfo& info = index.bags[static_cast<size_t>(bag.index)];
     const DsmilOutput out = model.net->forward(model.prepare(bag.features, device));
+    const std::vector<double> probs = model.probabilities(out);
+    rows.insert(rows.end(), probs.begin(), probs.end());
+    const BagInfo& info = index.bags[static_cast<size_t>(bag.index)];
+    rows.push_back(labelled ? dsmil_loss(out, target_tensor(info).to(device)).item<double>() : 0.0);
+  }
+  const torch::Tensor all = gather_rows(comm, rows, num_classes + 1, n, positions_of);
+
+  EvalResult r;
+  const auto all_a = all.accessor<double, 2>();
+  double loss_sum = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const BagInfo& info = index.bags[static_cast<size_t>(i)];
     r.slide_ids.push_back(info.slide_id);
-    r.probs.push_back(model.probabilities(out));
+    std::vector<double> probs(static_cast<size_t>(num_classes));
+    for (int64_t c = 0; c < num_classes; ++c) probs[static_cast<size_t>(c)] = all_a[i][c];
+    r.probs.push_back(std::move(probs));
     if (labelled) {
-      loss_sum += dsmil_loss(out, target_tensor(info).to(device)).item<double>();
+      loss_sum += all_a[i][num_classes];
       r.targets.emplace_back(info.target.begin(), info.target.end());
     }
   }
-  if (labelled && !order.empty()) {
-    r.loss = loss_sum / static_cast<double>(order.size());
+  if (labelled) {
+    r.loss = loss_sum / static_cast<double>(n);
     r.metrics = evaluate(r.probs, r.targets, thresholds);
   }
   return r;
@@ -322,7 +417,9 @@ EvalResult evaluate_bags(TrainedModel& model, const BagIndex& index, const std::
 
 void run_training(const TrainConfig& cfg, Communicator& comm) {
   Job job{cfg, comm, resolve_device(cfg.device, comm.local_rank()), {}, {}};
-  spdlog::info("[train] device {}, {} libtorch thread(s)", job.device.str(), torch::get_num_threads());
+  spdlog::info("[train] device {}, {} libtorch thread(s); {} rank(s) x {} bag(s) = {} bag(s) per optimiser step",
+               job.device.str(), torch::get_num_threads(), comm.world_size(), cfg.accumulate,
+               comm.world_size() * cfg.accumulate);
 
   // Data.
   const LabelTable train_labels = read_label_csv(cfg.labels);
@@ -390,10 +487,15 @@ void run_training(const TrainConfig& cfg, Communicator& comm) {
     models.push_back(train_model(job, runs[i].first, runs[i].second, run_folds[i]));
     if (!runs[i].second.bags.empty()) {
       val_results.push_back(evaluate_bags(models.back(), runs[i].second, cfg.features_key, cfg.prefetch, job.device,
-                                          models.back().thresholds));
+                                          models.back().thresholds, comm));
     } else {
       val_results.emplace_back();
     }
+  }
+  std::vector<EvalResult> test_results;  // per model
+  for (auto& m : models) {
+    if (test_set.bags.empty()) break;
+    test_results.push_back(evaluate_bags(m, test_set, cfg.features_key, cfg.prefetch, job.device, m.thresholds, comm));
   }
   if (!comm.is_main()) return;
 
@@ -455,9 +557,9 @@ void run_training(const TrainConfig& cfg, Communicator& comm) {
     // Each model votes with its own thresholds; one model's vote is its prediction.
     std::vector<std::vector<std::vector<int>>> votes;
     EvalResult mean_result;
-    for (auto& m : models) {
-      EvalResult r = evaluate_bags(m, test_set, cfg.features_key, cfg.prefetch, job.device, m.thresholds);
-      votes.push_back(predict_labels(r.probs, m.thresholds));
+    for (size_t i = 0; i < models.size(); ++i) {
+      const EvalResult& r = test_results[i];
+      votes.push_back(predict_labels(r.probs, models[i].thresholds));
       if (mean_result.probs.empty()) {
         mean_result = r;
       } else {

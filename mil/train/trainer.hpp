@@ -35,15 +35,17 @@ struct EvalResult {
   EvalMetrics metrics;                                     // labelled sets only
 };
 
-// Forward passes over every bag of `index` (no gradients, eval mode). With labels, metrics are computed
-// with `thresholds`, or with thresholds fitted on this set when it is empty.
+// Forward passes over every bag of `index` (no gradients, eval mode), sharded: rank r scores bags r, r + W,
+// ... and the scores are gathered, so every rank returns the same whole result in index order. With labels,
+// metrics are computed with `thresholds`, or with thresholds fitted on this set when it is empty.
 EvalResult evaluate_bags(TrainedModel& model, const BagIndex& index, const std::string& features_key, int prefetch,
-                         const torch::Device& device, const std::vector<double>& thresholds);
+                         const torch::Device& device, const std::vector<double>& thresholds, Communicator& comm);
 
 // The device named by --device ("auto": CUDA when available, the rank's local GPU).
 torch::Device resolve_device(const std::string& spec, int local_rank);
 
-// Runs the job described by `cfg` (already validated). Only the main rank writes files.
+// Runs the job described by `cfg` (already validated) on every rank of `comm`: one model, data-parallel
+// (see the README on mpirun). Only the main rank writes files and prints metric lines.
 void run_training(const TrainConfig& cfg, Communicator& comm);
 
 }  // namespace mil

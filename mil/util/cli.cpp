@@ -19,10 +19,12 @@ void setup_logging(const std::string& level, int rank, int world_size) {
   }
 }
 
-int report_failure(const std::string& program, const std::exception& e, const std::string& failure_file) {
+int report_failure(const std::string& program, const std::exception& e, const std::string& failure_file,
+                   const std::string& where) {
   // libtorch errors carry a C++ backtrace after the message: keep the message.
   const auto* torch_error = dynamic_cast<const c10::Error*>(&e);
-  std::string msg = torch_error != nullptr ? torch_error->what_without_backtrace() : e.what();
+  std::string msg =
+      (where.empty() ? "" : where + ": ") + (torch_error != nullptr ? torch_error->what_without_backtrace() : e.what());
   for (char& c : msg) {
     if (c == '\n' || c == '\r') c = ' ';
   }

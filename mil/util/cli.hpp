@@ -9,8 +9,10 @@ namespace mil {
 // rank is in every line and only rank 0 logs below warning.
 void setup_logging(const std::string& level, int rank = 0, int world_size = 1);
 
-// Prints "<program>: error: <message>" as one line on stderr, writes the message to `failure_file` when
-// one is given (SageMaker shows it as the job's FailureReason), and returns the exit code to use (1).
-int report_failure(const std::string& program, const std::exception& e, const std::string& failure_file);
+// Prints "<program>: error: <where>: <message>" as one line on stderr (no "<where>: " when `where` is
+// empty; a rank on multi-rank jobs), writes the same text to `failure_file` when one is given (SageMaker
+// shows it as the job's FailureReason), and returns the exit code to use (1).
+int report_failure(const std::string& program, const std::exception& e, const std::string& failure_file,
+                   const std::string& where = "");
 
 }  // namespace mil

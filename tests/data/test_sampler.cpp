@@ -296,6 +296,29 @@ TEST(EpochSampler, RejectsBadOptions) {
   expect_error([&] { sampler.epoch_plan(-1); }, "epoch", "must be >= 0, got -1");
 }
 
+// The equal-visit guarantee of gradient accumulation: R ranks taking K slots each, and one process taking
+// all R * K slots, train the same bags in the same steps, because the plan depends only on the slot count.
+TEST(EpochSampler, SlotSequencesSplitEachStepBetweenRanks) {
+  SamplerOptions opts;
+  opts.world_size = 4;  // e.g. 2 ranks x --accumulate 2, or 4 ranks, or 1 process x --accumulate 4
+  opts.bucket_steps = 2;
+  const EpochSampler sampler(lognormal_sizes(37, 4.5, 0.7, 5), opts);  // 10 steps, 3 padded slots
+  for (int64_t epoch : {0, 3}) {
+    const auto plan = sampler.epoch_plan(epoch);
+    EXPECT_EQ(sampler.slot_sequence(epoch, 0, 4), flatten(plan));
+    const auto first = sampler.slot_sequence(epoch, 0, 2);
+    const auto second = sampler.slot_sequence(epoch, 2, 2);
+    ASSERT_EQ(first.size(), plan.size() * 2);
+    for (size_t s = 0; s < plan.size(); ++s) {
+      EXPECT_EQ(std::vector<int64_t>({first[2 * s], first[2 * s + 1], second[2 * s], second[2 * s + 1]}), plan[s]);
+    }
+    for (int r = 0; r < 4; ++r) EXPECT_EQ(sampler.rank_sequence(epoch, r), sampler.slot_sequence(epoch, r, 1));
+  }
+  expect_error([&] { sampler.slot_sequence(0, 3, 2); }, "slots", "[3, 5) is not a range of [0, 4)");
+  expect_error([&] { sampler.slot_sequence(0, -1, 1); }, "slots", "[-1, 0)");
+  expect_error([&] { sampler.slot_sequence(0, 0, 0); }, "slots", "[0, 0)");
+}
+
 TEST(StragglerRatio, HandComputed) {
   // Step {0, 1}: max 3 / mean 2 = 1.5; step {2, 3}: 2 / 2 = 1; step {4, 4}: empty bags count as 1.
   const std::vector<int64_t> sizes = {1, 3, 2, 2, 0};

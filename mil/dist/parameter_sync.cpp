@@ -1,0 +1,43 @@
+#include "mil/dist/parameter_sync.hpp"
+
+#include <string>
+
+#include "mil/util/error.hpp"
+
+namespace mil {
+
+void broadcast_parameters(const std::vector<torch::Tensor>& params, Communicator& comm, int root) {
+  if (params.empty()) return;
+  torch::NoGradGuard no_grad;
+  std::vector<torch::Tensor> values;
+  values.reserve(params.size());
+  for (const torch::Tensor& p : params) values.push_back(p.detach());
+  torch::Tensor flat = at::flatten_dense_tensors(values).to(torch::kCPU);
+  comm.broadcast(flat, root);
+  const std::vector<torch::Tensor> parts = at::unflatten_dense_tensors(flat.to(params[0].device()), values);
+  for (size_t i = 0; i < params.size(); ++i) values[i].copy_(parts[i]);
+}
+
+void average_gradients(const std::vector<torch::Tensor>& params, Communicator& comm, int64_t bags_per_step) {
+  if (bags_per_step < 1) {
+    throw Error("", "average_gradients", "bags_per_step must be >= 1, got " + std::to_string(bags_per_step));
+  }
+  if (params.empty()) return;
+  torch::NoGradGuard no_grad;
+  std::vector<torch::Tensor> grads;
+  grads.reserve(params.size());
+  for (const torch::Tensor& p : params) grads.push_back(p.grad().defined() ? p.grad() : torch::zeros_like(p));
+  torch::Tensor flat = at::flatten_dense_tensors(grads).to(torch::kCPU);
+  comm.allreduce_sum(flat);
+  flat.div_(static_cast<double>(bags_per_step));
+  const std::vector<torch::Tensor> parts = at::unflatten_dense_tensors(flat.to(params[0].device()), grads);
+  for (size_t i = 0; i < params.size(); ++i) {
+    if (params[i].grad().defined()) {
+      params[i].mutable_grad().copy_(parts[i]);
+    } else {
+      params[i].mutable_grad() = parts[i].clone();
+    }
+  }
+}
+
+}  // namespace mil

@@ -1,0 +1,21 @@
+#pragma once
+// Keeping every rank's copy of the model identical: start from rank 0's weights, and before each
+// optimiser step replace every rank's gradients by the average over the step's bags. Each is one
+// collective on one flat buffer, since one large message costs far less than a message per tensor.
+#include <torch/torch.h>
+
+#include <vector>
+
+#include "mil/dist/communicator.hpp"
+
+namespace mil {
+
+// Every rank's parameters become rank `root`'s. Parameters share one dtype and one device.
+void broadcast_parameters(const std::vector<torch::Tensor>& params, Communicator& comm, int root);
+
+// Each parameter's gradient becomes (sum of its gradient over ranks) / bags_per_step, where every rank has
+// accumulated the gradients of its own bags of the step. A parameter without a gradient counts as zeros and
+// gets one, so every rank's optimiser updates the same parameters. Throws mil::Error if bags_per_step < 1.
+void average_gradients(const std::vector<torch::Tensor>& params, Communicator& comm, int64_t bags_per_step);
+
+}  // namespace mil

@@ -1,0 +1,115 @@
+// MpiCommunicator with closed-form expectations, run by ctest as `mpirun -np 2 dsmil_mpi_tests` (any
+// world size works). Every rank runs every test; the exit status is non-zero if any rank failed one.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <cstdlib>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "mil/dist/mpi_communicator.hpp"
+#include "mil/dist/parameter_sync.hpp"
+#include "mil/util/error.hpp"
+
+namespace mil {
+namespace {
+
+Communicator* comm = nullptr;  // the process's one communicator, made in main()
+
+std::string error_of(const std::function<void()>& fn) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(MpiCommunicator, RanksOfOneHost) {
+  const int w = comm->world_size();
+  ASSERT_GE(w, 2) << "run under mpirun -np 2 or more";
+  EXPECT_EQ(std::to_string(w), std::getenv("OMPI_COMM_WORLD_SIZE"));
+  EXPECT_EQ(std::to_string(comm->rank()), std::getenv("OMPI_COMM_WORLD_RANK"));
+  // One host: the local ranks are the world's.
+  EXPECT_EQ(comm->local_size(), w);
+  EXPECT_EQ(comm->local_rank(), comm->rank());
+  EXPECT_EQ(comm->is_main(), comm->rank() == 0);
+}
+
+TEST(MpiCommunicator, AllreduceSumInPlace) {
+  const int w = comm->world_size();
+  const double r = comm->rank();
+  torch::Tensor f = torch::tensor({r + 1, 10 * (r + 1), -0.5}, torch::kFloat);
+  comm->allreduce_sum(f);
+  const double triangle = w * (w + 1) / 2.0;
+  EXPECT_TRUE(torch::equal(f, torch::tensor({triangle, 10 * triangle, -0.5 * w}, torch::kFloat)));
+  torch::Tensor d = torch::full({1000}, r + 0.25, torch::kDouble);
+  comm->allreduce_sum(d);
+  EXPECT_TRUE(torch::equal(d, torch::full({1000}, triangle - w + 0.25 * w, torch::kDouble)));
+}
+
+TEST(MpiCommunicator, BroadcastFromTheLastRank) {
+  const int root = comm->world_size() - 1;
+  torch::Tensor t = torch::full({2, 3}, static_cast<float>(comm->rank()));
+  comm->broadcast(t, root);
+  EXPECT_TRUE(torch::equal(t, torch::full({2, 3}, static_cast<float>(root))));
+}
+
+TEST(MpiCommunicator, AllreduceMax) {
+  EXPECT_EQ(comm->allreduce_max(int64_t{7} * comm->rank() - (int64_t{1} << 40)),
+            int64_t{7} * (comm->world_size() - 1) - (int64_t{1} << 40));
+}
+
+TEST(MpiCommunicator, AllgatherOfDifferentLengths) {
+  // Rank r sends r copies of r (rank 0 sends nothing): 1, 2, 2, 3, 3, 3, ...
+  const int r = comm->rank();
+  const torch::Tensor mine = torch::full({r}, static_cast<double>(r), torch::kDouble);
+  const torch::Tensor all = comm->allgather(mine);
+  std::vector<double> expected;
+  for (int q = 0; q < comm->world_size(); ++q) expected.insert(expected.end(), static_cast<size_t>(q), q);
+  EXPECT_TRUE(torch::equal(all, torch::tensor(expected, torch::kDouble)));
+  const torch::Tensor floats = comm->allgather(torch::ones({2}, torch::kFloat));
+  EXPECT_EQ(floats.scalar_type(), torch::kFloat);
+  EXPECT_EQ(floats.numel(), 2 * comm->world_size());
+}
+
+TEST(MpiCommunicator, ErrorsNameTheOperationOrTheCallAndTheRank) {
+  torch::Tensor ints = torch::ones({3}, torch::kInt);
+  EXPECT_NE(error_of([&] { comm->allreduce_sum(ints); }).find("'allreduce_sum': needs float32 or float64"),
+            std::string::npos);
+  torch::Tensor strided = torch::ones({4, 4}).t();
+  EXPECT_NE(error_of([&] { comm->broadcast(strided, 0); }).find("contiguous"), std::string::npos);
+  EXPECT_NE(error_of([&] { comm->allgather(torch::ones({2, 2}, torch::kDouble)); }).find("1-D"), std::string::npos);
+  // An MPI error (root outside the world, caught by MPI's argument checks on every rank alike).
+  torch::Tensor t = torch::ones({2});
+  const std::string msg = error_of([&] { comm->broadcast(t, comm->world_size()); });
+  EXPECT_NE(msg.find("MPI_Bcast failed on rank " + std::to_string(comm->rank()) + ": "), std::string::npos) << msg;
+  comm->barrier();
+}
+
+TEST(MpiCommunicator, AverageGradientsOverRanks) {
+  // Rank r accumulated gradients (r + 1) * g over 2 bags: the step's mean is sum_r (r + 1) * g / (2 W).
+  const int w = comm->world_size();
+  const torch::Tensor g = torch::tensor({1.0f, -2.0f, 4.0f});
+  std::vector<torch::Tensor> params = {torch::zeros({3}, torch::requires_grad())};
+  params[0].mutable_grad() = g * static_cast<float>(comm->rank() + 1);
+  average_gradients(params, *comm, 2 * w);
+  EXPECT_TRUE(torch::allclose(params[0].grad(), g * static_cast<float>(w + 1) / 4.0f));
+  // And the start: every rank takes rank 0's weights.
+  params[0].data().fill_(static_cast<float>(comm->rank() + 5));
+  broadcast_parameters(params, *comm, 0);
+  EXPECT_TRUE(torch::equal(params[0], torch::full({3}, 5.0f)));
+}
+
+}  // namespace
+}  // namespace mil
+
+int main(int argc, char** argv) {
+  ::testing::InitGoogleTest(&argc, argv);
+  mil::MpiCommunicator mpi;
+  mil::comm = &mpi;
+  const int failed = RUN_ALL_TESTS();
+  return static_cast<int>(mpi.allreduce_max(failed));
+}

@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# End-to-end over MPI ranks: `mpirun -np 2 dsmil_train` trains the same model as one process with
+# --accumulate 2 (same bags per step, same dropout draws: weights within 1e-5, the same validation metrics
+# and predictions); only rank 0 prints metrics and info logs; an error names its rank and ends the job; a
+# rank killed mid-training ends the job instead of leaving the other waiting in a collective.
+#   usage: mpi.sh BUILD_DIR MPIRUN
+set -euo pipefail
+BUILD=$1
+MPIRUN=("$2" --oversubscribe --allow-run-as-root -np 2)
+WORK=$(mktemp -d)
+JOB=""
+cleanup() {
+  if [ -n "$JOB" ]; then kill -9 "$JOB" 2> /dev/null || true; fi
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+has() { grep -q -- "$2" "$1" || fail "$1 lacks '$2'"; }
+# Pids of the dsmil_train processes whose parent is $1 (from /proc: procps may not be installed).
+ranks_of() {
+  local stat pid comm state ppid rest
+  for stat in /proc/[0-9]*/stat; do
+    read -r pid comm state ppid rest < "$stat" 2> /dev/null || continue
+    if [ "$ppid" = "$1" ] && [ "$comm" = "(dsmil_train)" ]; then echo "$pid"; fi
+  done
+}
+
+"$BUILD/bench/dsmil_make_bags" --out "$WORK/train" --bags 61 --dim 32 --seed 1 --task-seed 3 > /dev/null
+"$BUILD/bench/dsmil_make_bags" --out "$WORK/test" --bags 21 --dim 32 --seed 2 --task-seed 3 --prefix test_ > /dev/null
+
+# --- 1. Two ranks = one process accumulating two bags --------------------------------------------
+# 61 slides: odd training and validation sets, so the last step is padded and validation shards are
+# uneven. Patch and node dropout and --standardize exercise the per-slot random streams and broadcasts.
+ARGS=(--train "$WORK/train" --test "$WORK/test" --epochs 4 --lr 0.002 --threads 1 --dropout-patch 0.2
+  --passing-v true --dropout-node 0.1 --standardize true)
+"$BUILD/train/dsmil_train" "${ARGS[@]}" --accumulate 2 --model-dir "$WORK/m1" --output-dir "$WORK/o1" \
+  > "$WORK/one.log" 2>&1 || { cat "$WORK/one.log"; fail "the single process failed"; }
+"${MPIRUN[@]}" "$BUILD/train/dsmil_train" "${ARGS[@]}" --model-dir "$WORK/m2" --output-dir "$WORK/o2" \
+  > "$WORK/two.log" 2>&1 || { cat "$WORK/two.log"; fail "mpirun -np 2 dsmil_train failed"; }
+"$BUILD/tests/dsmil_compare_runs" "$WORK/m1/model.pth" "$WORK/m2/model.pth" "$WORK/o1/metrics.json" \
+  "$WORK/o2/metrics.json" 1e-5 || fail "2 ranks and --accumulate 2 trained different models"
+cmp "$WORK/o1/predictions.csv" "$WORK/o2/predictions.csv" || fail "different predictions"
+has "$WORK/one.log" '1 rank(s) x 2 bag(s) = 2 bag(s) per optimiser step'
+has "$WORK/two.log" 'r0/2\] .*2 rank(s) x 1 bag(s) = 2 bag(s) per optimiser step'
+[ "$(grep -c '^\[metrics\] fold=0 epoch=' "$WORK/two.log")" = 4 ] || fail "expected 4 epoch metric lines (rank 0's)"
+if grep -q 'r1/2\] \[.*info' "$WORK/two.log"; then fail "rank 1 logged at info level"; fi
+# The comparison sees a different run: one bag per step.
+"$BUILD/train/dsmil_train" "${ARGS[@]}" --model-dir "$WORK/m3" --output-dir "$WORK/o3" > "$WORK/three.log" 2>&1 ||
+  { cat "$WORK/three.log"; fail "the --accumulate 1 run failed"; }
+if "$BUILD/tests/dsmil_compare_runs" "$WORK/m1/model.pth" "$WORK/m3/model.pth" "$WORK/o1/metrics.json" \
+  "$WORK/o3/metrics.json" 1e-5 > /dev/null 2>&1; then
+  fail "dsmil_compare_runs found no difference between --accumulate 2 and 1"
+fi
+
+# --- 2. An error on the ranks: one line naming the rank, the job ends non-zero --------------------
+cp -r "$WORK/train" "$WORK/bad"
+echo "not hdf5" > "$WORK/bad/slide_0003.h5"
+if "${MPIRUN[@]}" "$BUILD/train/dsmil_train" --train "$WORK/bad" --epochs 1 --threads 1 --model-dir "$WORK/m4" \
+  --output-dir "$WORK/o4" > "$WORK/bad.log" 2>&1; then
+  fail "mpirun -np 2 on a bad channel exited 0"
+fi
+has "$WORK/bad.log" '^dsmil_train: error: rank [01]: .*slide_0003.h5: not an HDF5 file'
+
+# --- 3. A rank killed mid-training: mpirun ends the job, non-zero, within 60 s -------------------
+"${MPIRUN[@]}" "$BUILD/train/dsmil_train" --train "$WORK/train" --epochs 100000 --stop-epochs 100000 --threads 1 \
+  --model-dir "$WORK/m5" --output-dir "$WORK/o5" > "$WORK/kill.log" 2>&1 &
+JOB=$!
+for _ in $(seq 600); do  # until both ranks are in the training loop (the first epoch's metric line)
+  if grep -q '^\[metrics\] fold=0 epoch=1 ' "$WORK/kill.log"; then break; fi
+  sleep 0.1
+done
+has "$WORK/kill.log" '^\[metrics\] fold=0 epoch=1 '
+mapfile -t RANKS < <(ranks_of "$JOB")
+[ "${#RANKS[@]}" = 2 ] || fail "expected 2 dsmil_train children of mpirun, found ${#RANKS[@]}"
+kill -9 "${RANKS[1]}"
+KILLED_AT=$SECONDS
+while kill -0 "$JOB" 2> /dev/null; do
+  [ $((SECONDS - KILLED_AT)) -lt 60 ] || fail "mpirun still running 60 s after a rank was killed"
+  sleep 0.2
+done
+if wait "$JOB"; then fail "mpirun exited 0 after a rank was killed"; fi
+JOB=""
+echo "mpi: all checks passed (the job ended $((SECONDS - KILLED_AT)) s after the kill)"
