@@ -114,17 +114,10 @@ void run_evaluation(const EvalConfig& cfg) {
     for (const auto& row : predicted) vote_scores.emplace_back(row.begin(), row.end());
     EvalMetrics m = evaluate(vote_scores, targets, std::vector<double>(static_cast<size_t>(num_classes), 0.5));
     m.auc = evaluate(mean_probs, targets, {}).auc;
-    nlohmann::json aucs = nlohmann::json::array();
-    for (double a : m.auc) aucs.push_back(std::isfinite(a) ? nlohmann::json(a) : nlohmann::json(nullptr));
-    const nlohmann::json j = {
-        {"slides", order.size()},
-        {"models", cfg.models},
-        {"auc", aucs},
-        {"mean_auc", std::isfinite(m.mean_auc()) ? nlohmann::json(m.mean_auc()) : nlohmann::json(nullptr)},
-        {"accuracy", m.accuracy},
-        {"balanced_accuracy",
-         std::isfinite(m.balanced_accuracy) ? nlohmann::json(m.balanced_accuracy) : nlohmann::json(nullptr)},
-        {"hamming_loss", m.hamming_loss}};
+    m.thresholds.clear();  // the vote's 0.5 on 0/1 votes; each model's own are in its model dir
+    nlohmann::json j = metrics_to_json(m);
+    j["slides"] = order.size();
+    j["models"] = cfg.models;
     io::write_file_atomically(cfg.out_dir + "/metrics.json", j.dump(2) + "\n");
     spdlog::info("[eval] accuracy {:.4f}, AUC {:.4f}", m.accuracy, m.mean_auc());
     fmt::print("[metrics] test_accuracy={:.6f} test_auc={:.6f}\n", m.accuracy, m.mean_auc());

@@ -171,6 +171,15 @@ TrainedModel train_model(Job& job, const BagIndex& train, const BagIndex& val, i
   sampler_opts.size_balanced = bags_per_step > 1;
   const EpochSampler sampler(train.sizes(), sampler_opts);
   const int64_t steps = sampler.steps_per_epoch();
+  if (bags_per_step > 1) {
+    // How long the fastest bag of a step waits for the slowest at the all-reduce (1 = never).
+    SamplerOptions plain = sampler_opts;
+    plain.size_balanced = false;
+    spdlog::info(
+        "[data] {} bags per step: straggler ratio (max / mean instances in a step) {:.3f}, {:.3f} with "
+        "plain sharding",
+        bags_per_step, sampler.straggler_ratio(0), EpochSampler(train.sizes(), plain).straggler_ratio(0));
+  }
   BagLoader loader(train, {cfg.features_key, cfg.prefetch, parse_cache_mode(cfg.cache), false});
   const uint64_t dropout_seed = cfg.seed * 7919 + static_cast<uint64_t>(fold);
 
@@ -275,6 +284,10 @@ TrainedModel train_model(Job& job, const BagIndex& train, const BagIndex& val, i
       ++epochs_without_improvement;
     }
 
+    if (epoch == 0 && loader.cached_bags() > 0) {
+      spdlog::info("[data] RAM cache: {} bags, {:.1f} MB ({})", loader.cached_bags(), loader.cache_bytes() / 1e6,
+                   cfg.cache == "ram" ? "float16" : "float32");
+    }
     ++job.epochs_done;
     const double elapsed = seconds_since(job.start);
     const double eta = elapsed / job.epochs_done * (job.total_epochs_planned - job.epochs_done);
@@ -328,7 +341,9 @@ void write_predictions(std::ofstream& out, const EvalResult& r, const ClassMap& 
   }
 }
 
-nlohmann::json metrics_json(const EvalMetrics& m) {
+}  // namespace
+
+nlohmann::json metrics_to_json(const EvalMetrics& m) {
   nlohmann::json aucs = nlohmann::json::array();
   for (double a : m.auc) aucs.push_back(number_or_null(a));
   return {{"auc", aucs},
@@ -338,8 +353,6 @@ nlohmann::json metrics_json(const EvalMetrics& m) {
           {"hamming_loss", m.hamming_loss},
           {"thresholds", m.thresholds}};
 }
-
-}  // namespace
 
 nlohmann::json EpochRecord::to_json() const {
   nlohmann::json aucs = nlohmann::json::array();
@@ -539,7 +552,7 @@ void run_training(const TrainConfig& cfg, Communicator& comm) {
   summary["classes"] = job.classes.to_json();
   if (!val_results[best].probs.empty()) {
     const EvalMetrics& v = val_results[best].metrics;
-    summary["validation"] = metrics_json(v);
+    summary["validation"] = metrics_to_json(v);
     fmt::print("[metrics] best_epoch={} best_validation_auc={:.6f} best_validation_accuracy={:.6f}\n",
                models[best].info["best_epoch"].get<int>(), v.mean_auc(), v.accuracy);
   }
@@ -577,7 +590,7 @@ void run_training(const TrainConfig& cfg, Communicator& comm) {
                                         std::vector<double>(static_cast<size_t>(job.classes.num_classes()), 0.5));
     vote_metrics.auc = evaluate(mean_result.probs, mean_result.targets, {}).auc;
     vote_metrics.thresholds.clear();
-    summary["test"] = metrics_json(vote_metrics);
+    summary["test"] = metrics_to_json(vote_metrics);
     summary["test"]["models_voting"] = models.size();
     spdlog::info("[test] {} slides: accuracy {:.4f}, AUC {:.4f}{}", test_set.bags.size(), vote_metrics.accuracy,
                  vote_metrics.mean_auc(),

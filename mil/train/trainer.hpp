@@ -41,6 +41,10 @@ struct EvalResult {
 EvalResult evaluate_bags(TrainedModel& model, const BagIndex& index, const std::string& features_key, int prefetch,
                          const torch::Device& device, const std::vector<double>& thresholds, Communicator& comm);
 
+// metrics.json form of evaluation metrics: per-class AUC (null where undefined), mean AUC, accuracy,
+// balanced accuracy (binary), hamming loss, thresholds.
+nlohmann::json metrics_to_json(const EvalMetrics& m);
+
 // The device named by --device ("auto": CUDA when available, the rank's local GPU).
 torch::Device resolve_device(const std::string& spec, int local_rank);
 
