@@ -8,7 +8,7 @@ packages=(
   python3 python3-venv  # the CUDA-wheel build (scripts/build_cuda.sh) installs PyPI torch into a venv
   libtorch-dev          # libtorch 1.13, CPU
   libopenblas0-openmp   # without it libtorch uses the reference BLAS (~20x slower)
-  libhdf5-dev hdf5-tools
+  libhdf5-dev hdf5-tools zlib1g-dev  # zlib: CRC32 of checkpoint files
   libopenmpi-dev openmpi-bin
   libcxxopts-dev libspdlog-dev nlohmann-json3-dev
   libgtest-dev libgmock-dev libbenchmark-dev
