@@ -31,7 +31,6 @@ void run_evaluation(const EvalConfig& cfg) {
     }
   }
   const ClassMap& classes = models[0].classes;
-  const int64_t num_classes = classes.num_classes();
 
   std::string labels_path = cfg.labels;
   if (labels_path.empty() && fs::is_regular_file(cfg.test_dir + "/labels.csv"))
@@ -62,19 +61,16 @@ void run_evaluation(const EvalConfig& cfg) {
   std::iota(order.begin(), order.end(), 0);
   loader.start(order);
 
-  std::vector<std::vector<double>> mean_probs;
-  std::vector<std::vector<std::vector<int>>> votes(models.size());
-  std::vector<std::vector<int>> targets;
+  std::vector<EvalResult> per_model(models.size());
   for (size_t i = 0; i < order.size(); ++i) {
     const Bag bag = loader.next();
     const BagInfo& info = index.bags[static_cast<size_t>(bag.index)];
-    std::vector<double> probs(static_cast<size_t>(num_classes), 0.0);
     torch::Tensor attention, instance_scores;
     for (size_t m = 0; m < models.size(); ++m) {
       const DsmilOutput out = models[m].net->forward(models[m].prepare(bag.features, device));
-      const std::vector<double> p = models[m].probabilities(out);
-      votes[m].push_back(predict_labels({p}, models[m].thresholds)[0]);
-      for (size_t c = 0; c < p.size(); ++c) probs[c] += p[c] / static_cast<double>(models.size());
+      per_model[m].slide_ids.push_back(info.slide_id);
+      per_model[m].probs.push_back(models[m].probabilities(out));
+      if (!info.target.empty()) per_model[m].targets.emplace_back(info.target.begin(), info.target.end());
       if (cfg.attention) {
         const torch::Tensor a = out.attention.cpu() / static_cast<double>(models.size());
         const torch::Tensor s = torch::sigmoid(out.instance_logits).cpu() / static_cast<double>(models.size());
@@ -82,8 +78,6 @@ void run_evaluation(const EvalConfig& cfg) {
         instance_scores = instance_scores.defined() ? instance_scores + s : s;
       }
     }
-    mean_probs.push_back(probs);
-    if (!info.target.empty()) targets.emplace_back(info.target.begin(), info.target.end());
     if (cfg.attention) {
       io::H5Writer file(cfg.out_dir + "/attention/" + info.slide_id + ".h5");
       file.write("attention", attention);              // [N, C], softmax over instances per class
@@ -94,27 +88,24 @@ void run_evaluation(const EvalConfig& cfg) {
     if ((i + 1) % 100 == 0) spdlog::info("[eval] {}/{} slides", i + 1, order.size());
   }
 
-  const std::vector<std::vector<int>> predicted = majority_vote(votes);
+  const VoteResult vote = combine_votes(per_model, models);
+  const bool labelled = !vote.mean.targets.empty();
   std::ofstream csv(cfg.out_dir + "/predictions.csv");
   csv << "slide_id";
   for (const auto& name : classes.class_names()) csv << ",p_" << name;
-  csv << ",predicted" << (targets.empty() ? "" : ",label") << "\n";
+  csv << ",predicted" << (labelled ? ",label" : "") << "\n";
   for (size_t i = 0; i < order.size(); ++i) {
     csv << index.bags[i].slide_id;
-    for (double p : mean_probs[i]) csv << "," << fmt::format("{:.6f}", p);
-    csv << "," << classes.name_of(std::vector<float>(predicted[i].begin(), predicted[i].end()));
-    if (!targets.empty()) csv << "," << index.bags[i].label;
+    for (double p : vote.mean.probs[i]) csv << "," << fmt::format("{:.6f}", p);
+    csv << "," << classes.name_of(std::vector<float>(vote.voted[i].begin(), vote.voted[i].end()));
+    if (labelled) csv << "," << index.bags[i].label;
     csv << "\n";
   }
   csv.close();
   if (!csv) throw Error(cfg.out_dir + "/predictions.csv", "", "write failed");
 
-  if (!targets.empty()) {
-    std::vector<std::vector<double>> vote_scores;
-    for (const auto& row : predicted) vote_scores.emplace_back(row.begin(), row.end());
-    EvalMetrics m = evaluate(vote_scores, targets, std::vector<double>(static_cast<size_t>(num_classes), 0.5));
-    m.auc = evaluate(mean_probs, targets, {}).auc;
-    m.thresholds.clear();  // the vote's 0.5 on 0/1 votes; each model's own are in its model dir
+  if (labelled) {
+    const EvalMetrics& m = vote.metrics;
     nlohmann::json j = metrics_to_json(m);
     j["slides"] = order.size();
     j["models"] = cfg.models;

@@ -343,6 +343,34 @@ void write_predictions(std::ofstream& out, const EvalResult& r, const ClassMap& 
 
 }  // namespace
 
+VoteResult combine_votes(const std::vector<EvalResult>& per_model, const std::vector<TrainedModel>& models) {
+  if (per_model.empty() || per_model.size() != models.size()) throw Error("combine_votes: one result per model");
+  VoteResult v;
+  v.mean = per_model[0];
+  std::vector<std::vector<std::vector<int>>> votes;
+  for (size_t m = 0; m < models.size(); ++m) {
+    votes.push_back(predict_labels(per_model[m].probs, models[m].thresholds));
+    if (m == 0) continue;
+    for (size_t b = 0; b < v.mean.probs.size(); ++b) {
+      for (size_t c = 0; c < v.mean.probs[b].size(); ++c) v.mean.probs[b][c] += per_model[m].probs[b][c];
+    }
+  }
+  for (auto& row : v.mean.probs) {
+    for (double& p : row) p /= static_cast<double>(models.size());
+  }
+  v.voted = majority_vote(votes);
+  if (!v.mean.targets.empty()) {
+    // Thresholds of 0.5 on the 0/1 votes reproduce them exactly; AUC needs scores: the mean probabilities.
+    std::vector<std::vector<double>> vote_scores;
+    for (const auto& row : v.voted) vote_scores.emplace_back(row.begin(), row.end());
+    v.metrics =
+        evaluate(vote_scores, v.mean.targets, std::vector<double>(v.voted.empty() ? 0 : v.voted[0].size(), 0.5));
+    v.metrics.auc = evaluate(v.mean.probs, v.mean.targets, {}).auc;
+    v.metrics.thresholds.clear();  // each model's own are stored with it
+  }
+  return v;
+}
+
 nlohmann::json metrics_to_json(const EvalMetrics& m) {
   nlohmann::json aucs = nlohmann::json::array();
   for (double a : m.auc) aucs.push_back(number_or_null(a));
@@ -567,36 +595,15 @@ void run_training(const TrainConfig& cfg, Communicator& comm) {
   }
 
   if (!test_set.bags.empty()) {
-    // Each model votes with its own thresholds; one model's vote is its prediction.
-    std::vector<std::vector<std::vector<int>>> votes;
-    EvalResult mean_result;
-    for (size_t i = 0; i < models.size(); ++i) {
-      const EvalResult& r = test_results[i];
-      votes.push_back(predict_labels(r.probs, models[i].thresholds));
-      if (mean_result.probs.empty()) {
-        mean_result = r;
-      } else {
-        for (size_t b = 0; b < r.probs.size(); ++b)
-          for (size_t c = 0; c < r.probs[b].size(); ++c) mean_result.probs[b][c] += r.probs[b][c];
-      }
-    }
-    for (auto& row : mean_result.probs)
-      for (double& p : row) p /= static_cast<double>(models.size());
-    const auto voted = majority_vote(votes);
-    // Metrics of the vote: thresholds of 0.5 on the 0/1 votes reproduce them exactly; AUC from mean scores.
-    std::vector<std::vector<double>> vote_scores;
-    for (const auto& row : voted) vote_scores.emplace_back(row.begin(), row.end());
-    EvalMetrics vote_metrics = evaluate(vote_scores, mean_result.targets,
-                                        std::vector<double>(static_cast<size_t>(job.classes.num_classes()), 0.5));
-    vote_metrics.auc = evaluate(mean_result.probs, mean_result.targets, {}).auc;
-    vote_metrics.thresholds.clear();
+    const VoteResult vote = combine_votes(test_results, models);
+    const EvalMetrics& vote_metrics = vote.metrics;
     summary["test"] = metrics_to_json(vote_metrics);
     summary["test"]["models_voting"] = models.size();
     spdlog::info("[test] {} slides: accuracy {:.4f}, AUC {:.4f}{}", test_set.bags.size(), vote_metrics.accuracy,
                  vote_metrics.mean_auc(),
                  models.size() > 1 ? fmt::format(" (majority vote of {} models)", models.size()) : "");
     fmt::print("[metrics] test_accuracy={:.6f} test_auc={:.6f}\n", vote_metrics.accuracy, vote_metrics.mean_auc());
-    write_predictions(predictions, mean_result, job.classes, voted, "test", -1);
+    write_predictions(predictions, vote.mean, job.classes, vote.voted, "test", -1);
   }
   predictions.close();
   if (!predictions) throw Error(cfg.output_dir + "/predictions.csv", "", "write failed");

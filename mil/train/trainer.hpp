@@ -41,6 +41,16 @@ struct EvalResult {
 EvalResult evaluate_bags(TrainedModel& model, const BagIndex& index, const std::string& features_key, int prefetch,
                          const torch::Device& device, const std::vector<double>& thresholds, Communicator& comm);
 
+// Several models' scores of the same bags combined: mean probabilities, a per-(bag, class) majority vote of
+// each model's prediction at its own thresholds, and, for labelled bags, metrics of the vote (accuracy,
+// balanced accuracy, hamming loss of the voted labels; AUC of the mean probabilities).
+struct VoteResult {
+  EvalResult mean;                      // slide ids, targets, mean probabilities
+  std::vector<std::vector<int>> voted;  // [bag][class]
+  EvalMetrics metrics;                  // labelled bags only
+};
+VoteResult combine_votes(const std::vector<EvalResult>& per_model, const std::vector<TrainedModel>& models);
+
 // metrics.json form of evaluation metrics: per-class AUC (null where undefined), mean AUC, accuracy,
 // balanced accuracy (binary), hamming loss, thresholds.
 nlohmann::json metrics_to_json(const EvalMetrics& m);
