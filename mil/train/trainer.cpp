@@ -123,7 +123,8 @@ torch::Tensor gather_rows(Communicator& comm, const std::vector<double>& mine, i
 }
 
 // Trains one model on `train` and selects its best epoch on `val` (when there is one).
-TrainedModel train_model(Job& job, const BagIndex& train, const BagIndex& val, int fold) {
+// `best_val` receives the validation scores of the kept epoch (empty without a validation set).
+TrainedModel train_model(Job& job, const BagIndex& train, const BagIndex& val, int fold, EvalResult* best_val) {
   const TrainConfig& cfg = job.cfg;
   TrainedModel model;
   ModelConfig mc;
@@ -261,9 +262,10 @@ TrainedModel train_model(Job& job, const BagIndex& train, const BagIndex& val, i
     rec.instances_per_second = total_instances / std::max(train_seconds, 1e-9);
     double score = 0;  // without a validation set every epoch "improves": the last one is kept
     std::vector<double> thresholds = model.thresholds;
+    EvalResult r;
     if (!val.bags.empty()) {
       // Thresholds are fitted on the validation set, as the reference does (so its accuracy is optimistic).
-      const EvalResult r = evaluate_bags(model, val, cfg.features_key, cfg.prefetch, job.device, {}, job.comm);
+      r = evaluate_bags(model, val, cfg.features_key, cfg.prefetch, job.device, {}, job.comm);
       rec.val_loss = r.loss;
       rec.val_auc = r.metrics.auc;
       rec.val_accuracy = r.metrics.accuracy;
@@ -279,6 +281,7 @@ TrainedModel train_model(Job& job, const BagIndex& train, const BagIndex& val, i
       best_state = state_dict_of(*model.net);
       best_thresholds = thresholds;
       best_epoch = epoch + 1;
+      *best_val = std::move(r);
       epochs_without_improvement = 0;
     } else {
       ++epochs_without_improvement;
@@ -523,15 +526,9 @@ void run_training(const TrainConfig& cfg, Communicator& comm) {
 
   // Train.
   std::vector<TrainedModel> models;
-  std::vector<EvalResult> val_results;
+  std::vector<EvalResult> val_results(runs.size());
   for (size_t i = 0; i < runs.size(); ++i) {
-    models.push_back(train_model(job, runs[i].first, runs[i].second, run_folds[i]));
-    if (!runs[i].second.bags.empty()) {
-      val_results.push_back(evaluate_bags(models.back(), runs[i].second, cfg.features_key, cfg.prefetch, job.device,
-                                          models.back().thresholds, comm));
-    } else {
-      val_results.emplace_back();
-    }
+    models.push_back(train_model(job, runs[i].first, runs[i].second, run_folds[i], &val_results[i]));
   }
   std::vector<EvalResult> test_results;  // per model
   for (auto& m : models) {
