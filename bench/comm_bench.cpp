@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <vector>
 
+#include "bench/timing.hpp"
 #include "mil/dist/communicator.hpp"
 #include "mil/dist/parameter_sync.hpp"
 #include "mil/model/loss.hpp"
@@ -15,12 +16,12 @@
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
-double ms_since(Clock::time_point t) { return std::chrono::duration<double, std::milli>(Clock::now() - t).count(); }
+using mil::bench::Clock;
+using mil::bench::median;
+using mil::bench::seconds_since;
 
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
+double ms_since(Clock::time_point t) {
+  return 1e3 * seconds_since(t);
 }
 
 }  // namespace

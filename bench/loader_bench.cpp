@@ -14,6 +14,7 @@
 #include <numeric>
 #include <vector>
 
+#include "bench/timing.hpp"
 #include "mil/data/bag_loader.hpp"
 #include "mil/data/synthetic.hpp"
 #include "mil/model/loss.hpp"
@@ -23,8 +24,9 @@
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
-double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+using mil::bench::Clock;
+using mil::bench::median;
+using mil::bench::seconds_since;
 
 bool drop_page_cache() {
   std::fflush(nullptr);
@@ -32,11 +34,6 @@ bool drop_page_cache() {
   std::ofstream f("/proc/sys/vm/drop_caches");
   f << "3\n";
   return static_cast<bool>(f);
-}
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
 }
 
 // Reads every file front to back into one reused buffer: the I/O ceiling for these files.
@@ -143,11 +140,12 @@ int main(int argc, char** argv) {
 
     const double raw_gbs = gb / median(raw);
     const double loader_gbs = gb / median(loaded);
-    std::printf("# dsmil_bench_loader: %lld bags, %lld instances, D = %lld, %s, %.3f GB on disk, %d thread(s), "
-                "page cache %s\n",
-                static_cast<long long>(index.bags.size()), static_cast<long long>(index.total_instances()),
-                static_cast<long long>(data.feature_dim), data.float16 ? "float16" : "float32", gb, used_threads,
-                drop_caches ? (dropped ? "dropped before disk passes" : "NOT dropped (no permission)") : "warm");
+    std::printf(
+        "# dsmil_bench_loader: %lld bags, %lld instances, D = %lld, %s, %.3f GB on disk, %d thread(s), "
+        "page cache %s\n",
+        static_cast<long long>(index.bags.size()), static_cast<long long>(index.total_instances()),
+        static_cast<long long>(data.feature_dim), data.float16 ? "float16" : "float32", gb, used_threads,
+        drop_caches ? (dropped ? "dropped before disk passes" : "NOT dropped (no permission)") : "warm");
     std::printf("| figure | value | target |\n| --- | --- | --- |\n");
     std::printf("| raw sequential read | %.2f GB/s | |\n", raw_gbs);
     std::printf("| loader (HDF5 + float32 + NaN check, prefetch 4) | %.2f GB/s | |\n", loader_gbs);
