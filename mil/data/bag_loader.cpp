@@ -114,6 +114,9 @@ Bag BagLoader::load(int64_t index) {
   Bag bag = read_bag(info, index, options_.features_key, options_.with_coords);
   if (options_.cache != CacheMode::kNone && !options_.with_coords) {
     torch::Tensor keep = options_.cache == CacheMode::kFloat16 ? bag.features.to(torch::kHalf) : bag.features.clone();
+    // The first read gives the cached values too: every epoch, and a job resumed after a restart (with a
+    // cold cache), trains on the same numbers.
+    if (options_.cache == CacheMode::kFloat16) bag.features = keep.to(torch::kFloat);
     std::lock_guard<std::mutex> lock(mutex_);
     cache_bytes_ += keep.numel() * static_cast<int64_t>(keep.element_size());
     cache_[static_cast<size_t>(index)] = std::move(keep);
