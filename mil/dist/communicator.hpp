@@ -25,6 +25,8 @@ class Communicator {
   virtual int64_t allreduce_max(int64_t value) = 0;
   // Every rank's 1-D CPU float32/float64 tensor, concatenated in rank order; lengths may differ by rank.
   virtual torch::Tensor allgather(const torch::Tensor& t) = 0;
+  // In place: every rank ends with rank `root`'s bytes (a checkpoint only rank 0 has read).
+  virtual void broadcast_bytes(std::string& bytes, int root) = 0;
   virtual void barrier() = 0;
   // Ends every rank of the job with this exit code (after an error on one rank).
   [[noreturn]] virtual void abort(int code) = 0;
@@ -40,6 +42,7 @@ class LocalCommunicator final : public Communicator {
   void broadcast(torch::Tensor&, int) override {}
   int64_t allreduce_max(int64_t value) override { return value; }
   torch::Tensor allgather(const torch::Tensor& t) override { return t.clone(); }
+  void broadcast_bytes(std::string&, int) override {}
   void barrier() override {}
   [[noreturn]] void abort(int code) override;
 };

@@ -2,6 +2,7 @@
 
 #include <mpi.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <limits>
@@ -102,6 +103,18 @@ torch::Tensor MpiCommunicator::allgather(const torch::Tensor& t) {
   MIL_MPI(MPI_Allgatherv, t.data_ptr(), count, type, out.data_ptr(), counts.data(), offsets.data(), type,
           MPI_COMM_WORLD);
   return out;
+}
+
+void MpiCommunicator::broadcast_bytes(std::string& bytes, int root) {
+  int64_t size = static_cast<int64_t>(bytes.size());
+  MIL_MPI(MPI_Bcast, &size, 1, MPI_INT64_T, root, MPI_COMM_WORLD);
+  bytes.resize(static_cast<size_t>(size));
+  // In chunks: MPI counts are ints, and a checkpoint of a large model may pass 2 GiB.
+  constexpr int64_t kChunk = int64_t{1} << 30;
+  for (int64_t done = 0; done < size; done += kChunk) {
+    const int n = static_cast<int>(std::min(kChunk, size - done));
+    MIL_MPI(MPI_Bcast, bytes.data() + done, n, MPI_BYTE, root, MPI_COMM_WORLD);
+  }
 }
 
 void MpiCommunicator::barrier() {

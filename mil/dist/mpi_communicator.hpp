@@ -2,6 +2,8 @@
 // The Communicator over OpenMPI's MPI_COMM_WORLD, for a job launched by mpirun. One per process: the
 // constructor initialises MPI and the destructor finalises it. MPI errors are returned rather than fatal,
 // so each one becomes a mil::Error naming the MPI call and the rank. <mpi.h> stays out of this header.
+#include <string>
+
 #include "mil/dist/communicator.hpp"
 
 namespace mil {
@@ -23,6 +25,7 @@ class MpiCommunicator final : public Communicator {
   void broadcast(torch::Tensor& t, int root) override;
   int64_t allreduce_max(int64_t value) override;
   torch::Tensor allgather(const torch::Tensor& t) override;
+  void broadcast_bytes(std::string& bytes, int root) override;
   void barrier() override;
   [[noreturn]] void abort(int code) override;
 

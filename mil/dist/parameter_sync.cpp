@@ -1,5 +1,6 @@
 #include "mil/dist/parameter_sync.hpp"
 
+#include <algorithm>
 #include <string>
 
 #include "mil/util/error.hpp"
@@ -18,7 +19,8 @@ void broadcast_parameters(const std::vector<torch::Tensor>& params, Communicator
   for (size_t i = 0; i < params.size(); ++i) values[i].copy_(parts[i]);
 }
 
-void average_gradients(const std::vector<torch::Tensor>& params, Communicator& comm, int64_t bags_per_step) {
+void average_gradients(const std::vector<torch::Tensor>& params, Communicator& comm, int64_t bags_per_step,
+                       std::vector<float>* flags) {
   if (bags_per_step < 1) {
     throw Error("", "average_gradients", "bags_per_step must be >= 1, got " + std::to_string(bags_per_step));
   }
@@ -28,7 +30,16 @@ void average_gradients(const std::vector<torch::Tensor>& params, Communicator& c
   grads.reserve(params.size());
   for (const torch::Tensor& p : params) grads.push_back(p.grad().defined() ? p.grad() : torch::zeros_like(p));
   torch::Tensor flat = at::flatten_dense_tensors(grads).to(torch::kCPU);
+  const int64_t n_grad = flat.numel();
+  if (flags != nullptr && !flags->empty()) {
+    flat = torch::cat({flat, torch::tensor(*flags, flat.options())});
+  }
   comm.allreduce_sum(flat);
+  if (flags != nullptr && !flags->empty()) {
+    const torch::Tensor summed = flat.slice(0, n_grad).to(torch::kFloat);
+    std::copy(summed.data_ptr<float>(), summed.data_ptr<float>() + summed.numel(), flags->begin());
+    flat = flat.slice(0, 0, n_grad);
+  }
   flat.div_(static_cast<double>(bags_per_step));
   const std::vector<torch::Tensor> parts = at::unflatten_dense_tensors(flat.to(params[0].device()), grads);
   for (size_t i = 0; i < params.size(); ++i) {

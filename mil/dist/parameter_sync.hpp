@@ -16,6 +16,9 @@ void broadcast_parameters(const std::vector<torch::Tensor>& params, Communicator
 // Each parameter's gradient becomes (sum of its gradient over ranks) / bags_per_step, where every rank has
 // accumulated the gradients of its own bags of the step. A parameter without a gradient counts as zeros and
 // gets one, so every rank's optimiser updates the same parameters. Throws mil::Error if bags_per_step < 1.
-void average_gradients(const std::vector<torch::Tensor>& params, Communicator& comm, int64_t bags_per_step);
+// `flags`, when given, are small per-rank counts summed over ranks in the same all-reduce (not divided):
+// how the ranks agree on a stop request or a checkpoint at every step without a message of their own.
+void average_gradients(const std::vector<torch::Tensor>& params, Communicator& comm, int64_t bags_per_step,
+                       std::vector<float>* flags = nullptr);
 
 }  // namespace mil

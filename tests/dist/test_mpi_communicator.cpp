@@ -75,6 +75,17 @@ TEST(MpiCommunicator, AllgatherOfDifferentLengths) {
   EXPECT_EQ(floats.numel(), 2 * comm->world_size());
 }
 
+TEST(MpiCommunicator, BroadcastBytesOfAnyLength) {
+  // Only rank 0 holds the bytes (a checkpoint it read); the others start empty or with other bytes.
+  std::string bytes = comm->is_main() ? std::string("ckpt\0data", 9) + std::string(100000, 'x') : "stale";
+  comm->broadcast_bytes(bytes, 0);
+  EXPECT_EQ(bytes.size(), 9u + 100000u);
+  EXPECT_EQ(bytes.substr(0, 9), std::string("ckpt\0data", 9));
+  std::string empty = comm->is_main() ? "" : "not empty";
+  comm->broadcast_bytes(empty, 0);
+  EXPECT_TRUE(empty.empty());
+}
+
 TEST(MpiCommunicator, ErrorsNameTheOperationOrTheCallAndTheRank) {
   torch::Tensor ints = torch::ones({3}, torch::kInt);
   EXPECT_NE(error_of([&] { comm->allreduce_sum(ints); }).find("'allreduce_sum': needs float32 or float64"),
@@ -97,6 +108,10 @@ TEST(MpiCommunicator, AverageGradientsOverRanks) {
   params[0].mutable_grad() = g * static_cast<float>(comm->rank() + 1);
   average_gradients(params, *comm, 2 * w);
   EXPECT_TRUE(torch::allclose(params[0].grad(), g * static_cast<float>(w + 1) / 4.0f));
+  // A stop flag raised on the last rank only reaches every rank in the same all-reduce.
+  std::vector<float> flags = {comm->rank() == w - 1 ? 1.0f : 0.0f, 1.0f};
+  average_gradients(params, *comm, 2 * w, &flags);
+  EXPECT_EQ(flags, (std::vector<float>{1.0f, static_cast<float>(w)}));
   // And the start: every rank takes rank 0's weights.
   params[0].data().fill_(static_cast<float>(comm->rank() + 5));
   broadcast_parameters(params, *comm, 0);

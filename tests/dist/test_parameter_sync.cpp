@@ -33,6 +33,7 @@ class FakeRanks final : public Communicator {
   }
   int64_t allreduce_max(int64_t value) override { return value; }
   torch::Tensor allgather(const torch::Tensor& t) override { return t.repeat({world_}); }
+  void broadcast_bytes(std::string&, int) override {}
   void barrier() override {}
   [[noreturn]] void abort(int code) override { std::exit(code); }
 
@@ -77,6 +78,13 @@ TEST(AverageGradients, OneAllreduceCarriesEveryGradient) {
   EXPECT_EQ(comm.calls, 1);
   EXPECT_EQ(comm.elements, 10);
   EXPECT_TRUE(torch::equal(params[0].grad(), torch::arange(6, torch::kFloat).view({2, 3})));
+  EXPECT_TRUE(torch::equal(params[1].grad(), torch::tensor({1.0f, -2.0f, 0.5f, 8.0f})));
+  // Flags ride in the same all-reduce, summed over ranks and not divided by the bags.
+  std::vector<float> flags = {1, 0, 2};
+  average_gradients(params, comm, 3, &flags);
+  EXPECT_EQ(comm.calls, 2);
+  EXPECT_EQ(comm.elements, 10 + 13);
+  EXPECT_EQ(flags, (std::vector<float>{3, 0, 6}));
   EXPECT_TRUE(torch::equal(params[1].grad(), torch::tensor({1.0f, -2.0f, 0.5f, 8.0f})));
 }
 
