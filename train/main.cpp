@@ -1,6 +1,9 @@
 // dsmil_train: parse the configuration (flags, config file, SageMaker's hyperparameters.json and SM_*
 // variables), validate it, run the job, as one process or as every rank of an mpirun job. Errors end as
 // one line on stderr (naming the rank on multi-rank jobs), the SageMaker failure file and exit status 1.
+// SIGTERM/SIGINT end the job at its next step with a checkpoint and exit status 128 + the signal number.
+#include <spdlog/spdlog.h>
+
 #include <cstdio>
 #include <memory>
 #include <string>
@@ -10,9 +13,11 @@
 #include "mil/train/train_config.hpp"
 #include "mil/train/trainer.hpp"
 #include "mil/util/cli.hpp"
+#include "mil/util/stop_signal.hpp"
 #include "mil/util/threads.hpp"
 
 int main(int argc, char** argv) {
+  mil::install_stop_handlers();
   const std::vector<std::string> args(argv + 1, argv + argc);
   const mil::SageMakerEnvironment env = mil::SageMakerEnvironment::from_process();
   std::string failure_file = mil::environment_defaults(env).failure_file;
@@ -35,6 +40,11 @@ int main(int argc, char** argv) {
     mil::set_torch_threads(cfg.threads, comm->local_size());
     mil::run_training(cfg, *comm);
     return 0;
+  } catch (const mil::Interrupted& e) {
+    // Not a failure: every rank stopped at the same step, after the checkpoint was written.
+    spdlog::warn("[ckpt] {}: stopped after writing a checkpoint; the same command resumes (exit status {})", e.what(),
+                 e.exit_code());
+    return e.exit_code();
   } catch (const std::exception& e) {
     if (comm == nullptr || comm->world_size() == 1) return mil::report_failure("dsmil_train", e, failure_file);
     // The other ranks may be waiting in a collective for this one: end them all.

@@ -6,6 +6,7 @@
 #include <zlib.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cstdio>
 #include <filesystem>
 #include <nlohmann/json.hpp>
@@ -117,9 +118,15 @@ std::string CheckpointStore::write(int64_t step, const std::map<std::string, std
     fs::remove_all(tmp, ec);
     throw;
   }
-  // Prune only now that the new checkpoint is complete.
+  // Prune only now that the new checkpoint is complete, with any partial one a killed writer left hidden.
   const std::vector<std::string> all = list();
   for (size_t i = static_cast<size_t>(keep_); i < all.size(); ++i) fs::remove_all(all[i], ec);
+  for (const auto& entry : fs::directory_iterator(dir_, ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.rfind(std::string(".") + kPrefix, 0) == 0 && name.size() > 4 && name.substr(name.size() - 4) == ".tmp") {
+      fs::remove_all(entry.path(), ec);
+    }
+  }
   return final_path.string();
 }
 
@@ -129,12 +136,22 @@ std::vector<std::string> CheckpointStore::list() const {
   if (!fs::is_directory(dir_, ec)) return out;
   for (const auto& entry : fs::directory_iterator(dir_, ec)) {
     const std::string name = entry.path().filename().string();
-    if (entry.is_directory(ec) && name.rfind(kPrefix, 0) == 0 && fs::exists(entry.path() / kManifest, ec)) {
+    const std::string number = name.rfind(kPrefix, 0) == 0 ? name.substr(std::string(kPrefix).size()) : "";
+    const bool numbered =
+        !number.empty() && std::all_of(number.begin(), number.end(), [](unsigned char c) { return std::isdigit(c); });
+    if (numbered && entry.is_directory(ec) && fs::exists(entry.path() / kManifest, ec)) {
       out.push_back(entry.path().string());
     }
   }
   std::sort(out.rbegin(), out.rend());  // zero-padded step numbers: lexical order is step order
   return out;
+}
+
+std::optional<int64_t> CheckpointStore::newest_step() const {
+  const std::vector<std::string> all = list();
+  if (all.empty()) return std::nullopt;
+  const std::string name = fs::path(all[0]).filename().string();
+  return std::stoll(name.substr(std::string(kPrefix).size()));
 }
 
 std::optional<Checkpoint> CheckpointStore::load_latest() const {

@@ -35,6 +35,9 @@ class CheckpointStore {
   // Complete checkpoint directories (with a MANIFEST), newest first.
   std::vector<std::string> list() const;
 
+  // The step of the newest complete checkpoint, usable or not; nullopt when there is none.
+  std::optional<int64_t> newest_step() const;
+
  private:
   std::string dir_;
   int keep_;

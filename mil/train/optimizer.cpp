@@ -1,6 +1,9 @@
 #include "mil/train/optimizer.hpp"
 
 #include <cmath>
+#include <sstream>
+
+#include "mil/util/error.hpp"
 
 namespace mil {
 
@@ -17,6 +20,25 @@ double cosine_lr(const OptimizerConfig& cfg, int64_t epoch, int64_t total_epochs
 
 void set_lr(torch::optim::Adam& opt, double lr) {
   for (auto& group : opt.param_groups()) static_cast<torch::optim::AdamOptions&>(group.options()).lr(lr);
+}
+
+std::string save_optimizer_state(torch::optim::Optimizer& opt) {
+  torch::serialize::OutputArchive archive;
+  opt.save(archive);
+  std::ostringstream out;
+  archive.save_to(out);
+  return out.str();
+}
+
+void load_optimizer_state(torch::optim::Optimizer& opt, const std::string& bytes, const std::string& source) {
+  try {
+    std::istringstream in(bytes);
+    torch::serialize::InputArchive archive;
+    archive.load_from(in);
+    opt.load(archive);
+  } catch (const c10::Error& e) {
+    throw Error(source, "optimizer state", std::string("cannot be restored: ") + e.what_without_backtrace());
+  }
 }
 
 }  // namespace mil

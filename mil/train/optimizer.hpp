@@ -2,6 +2,7 @@
 #include <torch/torch.h>
 
 #include <memory>
+#include <string>
 #include <vector>
 
 namespace mil {
@@ -23,5 +24,11 @@ double cosine_lr(const OptimizerConfig& cfg, int64_t epoch, int64_t total_epochs
 
 // Sets the learning rate of every parameter group.
 void set_lr(torch::optim::Adam& opt, double lr);
+
+// The optimiser's whole state (per-parameter moments and step counts, group options) as bytes, and back
+// into an optimiser built over the same parameters in the same order (libtorch's own serialisation, which
+// matches saved state to parameters by position). Exact: a restored optimiser steps bit for bit the same.
+std::string save_optimizer_state(torch::optim::Optimizer& opt);
+void load_optimizer_state(torch::optim::Optimizer& opt, const std::string& bytes, const std::string& source);
 
 }  // namespace mil

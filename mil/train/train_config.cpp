@@ -33,8 +33,8 @@ struct OptionSpec {
 };
 
 const char kConfigOption[] = "config";
-const std::vector<std::string> kGroups = {"Channels", "Outputs", "Model",  "Optimisation",
-                                          "Splits",   "Runtime", "General"};
+const std::vector<std::string> kGroups = {"Channels",     "Outputs", "Checkpoints", "Model",
+                                          "Optimisation", "Splits",  "Runtime",     "General"};
 
 // clang-format off
 const OptionSpec kOptions[] = {
@@ -55,6 +55,15 @@ const OptionSpec kOptions[] = {
     {"Outputs", "model-dir", &TrainConfig::model_dir, "DIR", "Where the model is saved [SM_MODEL_DIR]"},
     {"Outputs", "output-dir", &TrainConfig::output_dir, "DIR", "Metrics and predictions [SM_OUTPUT_DATA_DIR]"},
     {"Outputs", "failure-file", &TrainConfig::failure_file, "FILE", "Where the reason for a failure is written"},
+    {"Checkpoints", "checkpoint-dir", &TrainConfig::checkpoint_dir, "DIR",
+     "Where checkpoints are written and resumed from (default: /opt/ml/checkpoints when it exists, else "
+     "<output-dir>/checkpoints)"},
+    {"Checkpoints", "checkpoint-every-steps", &TrainConfig::checkpoint_every_steps, "N",
+     "Also checkpoint every N optimiser steps; 0 = off (there is always one at each epoch end and on SIGTERM)"},
+    {"Checkpoints", "checkpoint-every-seconds", &TrainConfig::checkpoint_every_seconds, "S",
+     "Also checkpoint when S seconds have passed since the last one; 0 = off"},
+    {"Checkpoints", "keep-checkpoints", &TrainConfig::keep_checkpoints, "K", "Keep the newest K checkpoints"},
+    {"Checkpoints", "no-resume", &TrainConfig::no_resume, "BOOL", "Ignore existing checkpoints and start afresh"},
     {"Model", "num-classes", &TrainConfig::num_classes, "N", "Number of classes; 0 = inferred from the labels"},
     {"Model", "nonlinear-q", &TrainConfig::nonlinear_q, "BOOL", "Non-linear query projection"},
     {"Model", "passing-v", &TrainConfig::passing_v, "BOOL", "Learned value projection"},
@@ -391,6 +400,12 @@ ParsedTrainConfig parse_train_config(const std::vector<std::string>& args, const
   default_labels(cfg.labels, cfg.train_dir);
   default_labels(cfg.validation_labels, cfg.validation_dir);
   default_labels(cfg.test_labels, cfg.test_dir);
+  if (cfg.checkpoint_dir.empty()) {
+    // SageMaker syncs /opt/ml/checkpoints with checkpoint_s3_uri; it exists only when the job asks for that.
+    const fs::path job_dir = fs::path(env.root) / "checkpoints";
+    cfg.checkpoint_dir =
+        directory_exists(job_dir) ? job_dir.string() : (fs::path(cfg.output_dir) / "checkpoints").string();
+  }
   return out;
 }
 
@@ -408,6 +423,11 @@ void validate(const TrainConfig& cfg) {
   check(one_of(cfg.on_bad_slide, {"fail", "skip"}), "on-bad-slide", "fail or skip", quoted(cfg.on_bad_slide));
   check(one_of(cfg.cache, {"none", "ram", "ram32"}), "cache", "none, ram or ram32", quoted(cfg.cache));
   check(cfg.prefetch >= 1, "prefetch", ">= 1", to_text(cfg.prefetch));
+  check(cfg.checkpoint_every_steps >= 0, "checkpoint-every-steps", ">= 0 (0 = off)",
+        to_text(cfg.checkpoint_every_steps));
+  check(cfg.checkpoint_every_seconds >= 0, "checkpoint-every-seconds", ">= 0 (0 = off)",
+        to_text(cfg.checkpoint_every_seconds));
+  check(cfg.keep_checkpoints >= 1, "keep-checkpoints", ">= 1", to_text(cfg.keep_checkpoints));
   check(cfg.num_classes >= 0, "num-classes", ">= 0", to_text(cfg.num_classes));
   check(cfg.dropout_node >= 0 && cfg.dropout_node < 1, "dropout-node", "in [0, 1)", to_text(cfg.dropout_node));
   check(cfg.dropout_patch >= 0 && cfg.dropout_patch < 1, "dropout-patch", "in [0, 1)", to_text(cfg.dropout_patch));

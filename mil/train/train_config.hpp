@@ -33,6 +33,13 @@ struct TrainConfig {
   std::string model_dir;     // --model-dir (SM_MODEL_DIR; /opt/ml/model in a job; ./model locally)
   std::string output_dir;    // --output-dir (SM_OUTPUT_DATA_DIR; /opt/ml/output/data; ./output)
   std::string failure_file;  // --failure-file (/opt/ml/output/failure when /opt/ml/output exists)
+  // Checkpoints (see checkpoint_state.hpp): written at each epoch end, on these schedules, and on SIGTERM
+  std::string checkpoint_dir;             // --checkpoint-dir; default /opt/ml/checkpoints if it exists, else
+                                          // <output-dir>/checkpoints
+  int checkpoint_every_steps = 0;         // --checkpoint-every-steps: also every N optimiser steps; 0 = off
+  double checkpoint_every_seconds = 300;  // --checkpoint-every-seconds: also when this long since the last; 0 = off
+  int keep_checkpoints = 2;               // --keep-checkpoints: the newest K are kept
+  bool no_resume = false;                 // --no-resume: ignore existing checkpoints and start afresh
   // Model
   int64_t num_classes = 0;     // --num-classes: 0 = inferred from the labels
   bool nonlinear_q = true;     // --nonlinear-q

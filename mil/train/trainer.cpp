@@ -5,11 +5,14 @@
 
 #include <chrono>
 #include <cmath>
+#include <csignal>
 #include <filesystem>
 #include <fstream>
 #include <functional>
 #include <mutex>
 #include <numeric>
+#include <optional>
+#include <sstream>
 
 #include "mil/data/bag_loader.hpp"
 #include "mil/data/sampler.hpp"
@@ -18,8 +21,10 @@
 #include "mil/io/files.hpp"
 #include "mil/model/loss.hpp"
 #include "mil/model/state_dict.hpp"
+#include "mil/train/checkpoint_state.hpp"
 #include "mil/train/optimizer.hpp"
 #include "mil/util/error.hpp"
+#include "mil/util/stop_signal.hpp"
 
 namespace mil {
 namespace {
@@ -77,14 +82,26 @@ std::pair<torch::Tensor, torch::Tensor> feature_statistics(const BagIndex& train
 }
 
 struct Job {
+  Job(const TrainConfig& c, Communicator& m, torch::Device d) : cfg(c), comm(m), device(d) {}
   const TrainConfig& cfg;
   Communicator& comm;
   torch::Device device;
   ClassMap classes;
-  std::vector<nlohmann::json> epoch_records;
+  nlohmann::json epoch_records = nlohmann::json::array();
   Clock::time_point start = Clock::now();
   int total_epochs_planned = 0;
   int epochs_done = 0;
+  int epochs_done_at_start = 0;  // by earlier processes of a resumed job (for the ETA)
+  bool cache_logged = false;
+  // The models finished so far, one per fold, with their validation scores.
+  std::vector<TrainedModel> models;
+  std::vector<EvalResult> val_results;
+  std::vector<int> folds;
+  // Checkpoints: what they must match, where they go (main rank only), how many so far.
+  JobIdentity identity;
+  std::optional<CheckpointStore> store;
+  int64_t sequence = 0;
+  Clock::time_point last_checkpoint = Clock::now();
 };
 
 std::string format_duration(double s) {
@@ -122,17 +139,84 @@ torch::Tensor gather_rows(Communicator& comm, const std::vector<double>& mine, i
   return torch::empty({total_rows, width}, torch::kDouble).index_copy_(0, torch::tensor(positions), all);
 }
 
-// Trains one model on `train` and selects its best epoch on `val` (when there is one).
-// `best_val` receives the validation scores of the kept epoch (empty without a validation set).
-TrainedModel train_model(Job& job, const BagIndex& train, const BagIndex& val, int fold, EvalResult* best_val) {
-  const TrainConfig& cfg = job.cfg;
-  TrainedModel model;
+ModelConfig model_config_for(const TrainConfig& cfg, int64_t feature_dim, int64_t num_classes) {
   ModelConfig mc;
-  mc.feature_dim = train.feature_dim;
-  mc.num_classes = job.classes.num_classes();
+  mc.feature_dim = feature_dim;
+  mc.num_classes = num_classes;
   mc.nonlinear_q = cfg.nonlinear_q;
   mc.passing_v = cfg.passing_v;
   mc.dropout_v = cfg.dropout_node;
+  return mc;
+}
+
+// The scores of a validation set as evaluate_bags returned them, from the probabilities and loss a
+// checkpoint kept (metrics are recomputed: thresholds fitted on the set, as during training).
+EvalResult restored_eval(const BagIndex& set, std::vector<std::vector<double>> probs, double loss) {
+  EvalResult r;
+  if (probs.empty()) return r;
+  for (const BagInfo& b : set.bags) {
+    r.slide_ids.push_back(b.slide_id);
+    r.targets.emplace_back(b.target.begin(), b.target.end());
+  }
+  r.probs = std::move(probs);
+  r.loss = loss;
+  r.metrics = evaluate(r.probs, r.targets, {});
+  return r;
+}
+
+// Slot numbers of rank q's bags in the first `steps_done` steps of an epoch, in the order it trains them.
+std::vector<int64_t> slots_of_rank(int q, int64_t steps_done, int per_rank, int64_t bags_per_step) {
+  std::vector<int64_t> slots;
+  for (int64_t step = 0; step < steps_done; ++step) {
+    for (int k = 0; k < per_rank; ++k) slots.push_back(step * bags_per_step + q * per_rank + k);
+  }
+  return slots;
+}
+
+// Commits a checkpoint of the job as it stands: the finished models and, during a fold, `current`.
+// Every rank calls it (they agree on when); only the main rank writes.
+void write_checkpoint(Job& job, const RunProgress* current, const std::string& moment) {
+  ++job.sequence;
+  job.last_checkpoint = Clock::now();
+  if (!job.comm.is_main()) return;
+  JobProgress progress;
+  progress.sequence = job.sequence;
+  for (size_t i = 0; i < job.models.size(); ++i) {
+    TrainedModel& m = job.models[i];
+    FinishedRun r;
+    r.fold = job.folds[i];
+    r.weights = state_dict_of(*m.net);
+    r.feature_mean = m.feature_mean;
+    r.feature_std = m.feature_std;
+    r.thresholds = m.thresholds;
+    r.info = m.info;
+    r.val_loss = job.val_results[i].loss;
+    r.val_probs = job.val_results[i].probs;
+    progress.finished.push_back(std::move(r));
+  }
+  if (current != nullptr) progress.current = *current;
+  progress.epoch_records = job.epoch_records;
+  progress.total_epochs_planned = job.total_epochs_planned;
+  progress.epochs_done = job.epochs_done;
+  const Clock::time_point t0 = Clock::now();
+  const std::string path = job.store->write(job.sequence, encode_checkpoint(progress, job.identity));
+  spdlog::info("[ckpt] wrote {} ({}) in {:.2f}s", path, moment, seconds_since(t0));
+}
+
+// Ends the job, every rank together, when any rank has been asked to stop (checked at epoch and fold ends,
+// after a checkpoint).
+void stop_if_asked(Job& job) {
+  const int64_t sig = job.comm.allreduce_max(stop_signal());
+  if (sig != 0) throw Interrupted(static_cast<int>(sig));
+}
+
+// Trains one model on `train` and selects its best epoch on `val` (when there is one), from scratch or from
+// `resume`. `best_val` receives the validation scores of the kept epoch (empty without a validation set).
+TrainedModel train_model(Job& job, const BagIndex& train, const BagIndex& val, int fold, EvalResult* best_val,
+                         std::optional<RunProgress> resume) {
+  const TrainConfig& cfg = job.cfg;
+  TrainedModel model;
+  const ModelConfig mc = model_config_for(cfg, train.feature_dim, job.classes.num_classes());
   model.net = DsmilNet(mc);
   model.net->init_orthogonal(cfg.seed + static_cast<uint64_t>(fold));
   model.net->to(job.device);
@@ -141,7 +225,19 @@ TrainedModel train_model(Job& job, const BagIndex& train, const BagIndex& val, i
   model.thresholds.assign(static_cast<size_t>(mc.num_classes), 0.5);
   const std::vector<torch::Tensor> params = model.net->parameters();
   broadcast_parameters(params, job.comm, 0);
-  if (cfg.standardize) {
+
+  // The counters a checkpoint keeps; weights and optimiser state are added to it when one is written.
+  RunProgress p;
+  p.fold = fold;
+  p.best_weights = state_dict_of(*model.net);
+  p.best_thresholds = model.thresholds;
+  if (resume) {
+    p = std::move(*resume);
+    load_state_dict(*model.net, p.weights, job.cfg.checkpoint_dir);
+    model.feature_mean = p.feature_mean;
+    model.feature_std = p.feature_std;
+    *best_val = restored_eval(val, std::move(p.best_val_probs), p.best_val_loss);
+  } else if (cfg.standardize) {
     // Rank 0 reads the training split once; the other ranks take its statistics.
     if (job.comm.is_main()) {
       std::tie(model.feature_mean, model.feature_std) = feature_statistics(train, cfg.features_key, cfg.prefetch);
@@ -158,6 +254,9 @@ TrainedModel train_model(Job& job, const BagIndex& train, const BagIndex& val, i
   opt_cfg.weight_decay = cfg.weight_decay;
   opt_cfg.min_lr = cfg.min_lr;
   auto optimizer = make_adam(params, opt_cfg);
+  if (resume) load_optimizer_state(*optimizer, p.optimizer, job.cfg.checkpoint_dir);
+  p.weights.clear();
+  p.optimizer.clear();
 
   // A step trains one bag per sampler slot: world_size * accumulate slots, rank r taking slots
   // [r * accumulate, (r + 1) * accumulate). The plan depends only on the slot count, and size balancing
@@ -172,7 +271,7 @@ TrainedModel train_model(Job& job, const BagIndex& train, const BagIndex& val, i
   sampler_opts.size_balanced = bags_per_step > 1;
   const EpochSampler sampler(train.sizes(), sampler_opts);
   const int64_t steps = sampler.steps_per_epoch();
-  if (bags_per_step > 1) {
+  if (bags_per_step > 1 && !resume) {
     // How long the fastest bag of a step waits for the slowest at the all-reduce (1 = never).
     SamplerOptions plain = sampler_opts;
     plain.size_balanced = false;
@@ -183,25 +282,58 @@ TrainedModel train_model(Job& job, const BagIndex& train, const BagIndex& val, i
   }
   BagLoader loader(train, {cfg.features_key, cfg.prefetch, parse_cache_mode(cfg.cache), false});
   const uint64_t dropout_seed = cfg.seed * 7919 + static_cast<uint64_t>(fold);
-
-  double best_score = -std::numeric_limits<double>::infinity();
-  StateDict best_state = state_dict_of(*model.net);
-  std::vector<double> best_thresholds = model.thresholds;
-  int best_epoch = 0;
-  int epochs_without_improvement = 0;
   const std::string fold_text =
       cfg.folds > 0 ? " fold " + std::to_string(fold + 1) + "/" + std::to_string(cfg.folds) : "";
+  if (resume) {
+    spdlog::info("[ckpt]{} resuming at epoch {}/{}, step {}/{}", fold_text, p.epoch + 1, cfg.epochs, p.step, steps);
+  }
 
-  for (int epoch = 0; epoch < cfg.epochs; ++epoch) {
+  // This rank's (loss, instances) per bag of the epoch so far, in the order trained.
+  std::vector<double> bag_stats;
+  // Checkpoints inside an epoch carry every rank's bag_stats, in slot order.
+  const auto checkpoint_run = [&](const std::string& moment) {
+    p.bag_stats.clear();
+    if (p.step > 0) {
+      const torch::Tensor all = gather_rows(job.comm, bag_stats, 2, p.step * bags_per_step,
+                                            [&](int q) { return slots_of_rank(q, p.step, per_rank, bags_per_step); });
+      p.bag_stats.assign(all.data_ptr<double>(), all.data_ptr<double>() + all.numel());
+    }
+    if (job.comm.is_main()) {
+      p.weights = state_dict_of(*model.net);
+      p.optimizer = save_optimizer_state(*optimizer);
+      p.feature_mean = model.feature_mean;
+      p.feature_std = model.feature_std;
+      p.best_val_loss = best_val->loss;
+      p.best_val_probs = best_val->probs;
+    }
+    write_checkpoint(job, &p, moment);
+    p.weights.clear();
+    p.optimizer.clear();
+    p.bag_stats.clear();
+    p.best_val_probs.clear();
+  };
+
+  while (p.epoch < cfg.epochs) {
+    const int epoch = p.epoch;
     const Clock::time_point epoch_start = Clock::now();
     const double lr = cosine_lr(opt_cfg, epoch, cfg.epochs);
     set_lr(*optimizer, lr);
     model.net->train();
-    loader.start(sampler.slot_sequence(epoch, first_slot, per_rank));
-    std::vector<double> bag_stats;  // (loss, instances) per bag, in the order trained
+    // Mid-epoch after a restart: this rank's share of the steps already taken comes from the checkpoint.
+    bag_stats.clear();
+    const std::vector<int64_t> done = slots_of_rank(job.comm.rank(), p.step, per_rank, bags_per_step);
+    for (int64_t slot : done) {
+      bag_stats.push_back(p.bag_stats.at(static_cast<size_t>(2 * slot)));
+      bag_stats.push_back(p.bag_stats.at(static_cast<size_t>(2 * slot + 1)));
+    }
+    p.bag_stats.clear();
+    std::vector<int64_t> order = sampler.slot_sequence(epoch, first_slot, per_rank);
+    order.erase(order.begin(), order.begin() + p.step * per_rank);
+    loader.start(order);
+    const int64_t first_step = p.step;  // of this process: throughput counts only what it trained
     int64_t instances = 0;
     Clock::time_point last_progress = Clock::now();
-    for (int64_t step = 0; step < steps; ++step) {
+    for (int64_t step = p.step; step < steps; ++step) {
       optimizer->zero_grad();
       for (int k = 0; k < per_rank; ++k) {
         const Bag bag = loader.next();
@@ -228,8 +360,22 @@ TrainedModel train_model(Job& job, const BagIndex& train, const BagIndex& val, i
         bag_stats.push_back(static_cast<double>(x.size(0)));
         instances += x.size(0);
       }
-      average_gradients(params, job.comm, bags_per_step);
+      // Ranks asked to stop (SIGTERM, SIGINT), and whether rank 0's clock says a checkpoint is due, ride in
+      // the gradient all-reduce: every rank learns both at the same step.
+      const int sig = stop_signal();
+      std::vector<float> flags = {sig == SIGTERM ? 1.0f : 0.0f, sig == SIGINT ? 1.0f : 0.0f,
+                                  job.comm.is_main() && cfg.checkpoint_every_seconds > 0 &&
+                                          seconds_since(job.last_checkpoint) >= cfg.checkpoint_every_seconds
+                                      ? 1.0f
+                                      : 0.0f};
+      average_gradients(params, job.comm, bags_per_step, &flags);
       optimizer->step();
+      p.step = step + 1;
+      const bool stop = flags[0] > 0 || flags[1] > 0;
+      if (stop || flags[2] > 0 || (cfg.checkpoint_every_steps > 0 && p.step % cfg.checkpoint_every_steps == 0)) {
+        checkpoint_run(fmt::format("epoch {} step {}/{}{}", epoch + 1, p.step, steps, stop ? ", stopping" : ""));
+        if (stop) throw Interrupted(flags[0] > 0 ? SIGTERM : SIGINT);
+      }
       if (seconds_since(last_progress) > 30) {
         last_progress = Clock::now();
         spdlog::info("[train]{} epoch {}/{}: step {}/{} ({:.0f} instances/s on rank 0)", fold_text, epoch + 1,
@@ -237,20 +383,15 @@ TrainedModel train_model(Job& job, const BagIndex& train, const BagIndex& val, i
       }
     }
     // The epoch's loss over every bag of every rank, summed in slot order: the same number, to the bit,
-    // whatever the split of slots between ranks and accumulation.
-    const torch::Tensor stats = gather_rows(job.comm, bag_stats, 2, steps * bags_per_step, [&](int q) {
-      std::vector<int64_t> slots;
-      for (int64_t step = 0; step < steps; ++step) {
-        for (int k = 0; k < per_rank; ++k) slots.push_back(step * bags_per_step + q * per_rank + k);
-      }
-      return slots;
-    });
+    // whatever the split of slots between ranks and accumulation, and across a restart.
+    const torch::Tensor stats = gather_rows(job.comm, bag_stats, 2, steps * bags_per_step,
+                                            [&](int q) { return slots_of_rank(q, steps, per_rank, bags_per_step); });
     double loss_sum = 0;
-    double total_instances = 0;
+    double trained_instances = 0;
     const auto stats_a = stats.accessor<double, 2>();
     for (int64_t i = 0; i < stats.size(0); ++i) {
       loss_sum += stats_a[i][0];
-      total_instances += stats_a[i][1];
+      if (i >= first_step * bags_per_step) trained_instances += stats_a[i][1];
     }
     const double train_seconds = seconds_since(epoch_start);
 
@@ -259,12 +400,13 @@ TrainedModel train_model(Job& job, const BagIndex& train, const BagIndex& val, i
     rec.epoch = epoch + 1;
     rec.train_loss = loss_sum / static_cast<double>(stats.size(0));
     rec.lr = lr;
-    rec.instances_per_second = total_instances / std::max(train_seconds, 1e-9);
+    rec.instances_per_second = trained_instances / std::max(train_seconds, 1e-9);
     double score = 0;  // without a validation set every epoch "improves": the last one is kept
     std::vector<double> thresholds = model.thresholds;
     EvalResult r;
     if (!val.bags.empty()) {
       // Thresholds are fitted on the validation set, as the reference does (so its accuracy is optimistic).
+      spdlog::debug("[val]{} epoch {}: scoring {} slides", fold_text, epoch + 1, val.bags.size());
       r = evaluate_bags(model, val, cfg.features_key, cfg.prefetch, job.device, {}, job.comm);
       rec.val_loss = r.loss;
       rec.val_auc = r.metrics.auc;
@@ -275,25 +417,27 @@ TrainedModel train_model(Job& job, const BagIndex& train, const BagIndex& val, i
     rec.seconds = seconds_since(epoch_start);
 
     // Every rank holds the same gathered scores, so every rank takes the same decisions below.
-    const bool improved = val.bags.empty() || score > best_score;
+    const bool improved = val.bags.empty() || score > p.best_score;
     if (improved) {
-      best_score = score;
-      best_state = state_dict_of(*model.net);
-      best_thresholds = thresholds;
-      best_epoch = epoch + 1;
+      p.best_score = score;
+      p.best_weights = state_dict_of(*model.net);
+      p.best_thresholds = thresholds;
+      p.best_epoch = epoch + 1;
       *best_val = std::move(r);
-      epochs_without_improvement = 0;
+      p.epochs_without_improvement = 0;
     } else {
-      ++epochs_without_improvement;
+      ++p.epochs_without_improvement;
     }
 
-    if (epoch == 0 && loader.cached_bags() > 0) {
+    if (loader.cached_bags() > 0 && !job.cache_logged) {
+      job.cache_logged = true;
       spdlog::info("[data] RAM cache: {} bags, {:.1f} MB ({})", loader.cached_bags(), loader.cache_bytes() / 1e6,
                    cfg.cache == "ram" ? "float16" : "float32");
     }
     ++job.epochs_done;
     const double elapsed = seconds_since(job.start);
-    const double eta = elapsed / job.epochs_done * (job.total_epochs_planned - job.epochs_done);
+    const double eta = elapsed / std::max(1, job.epochs_done - job.epochs_done_at_start) *
+                       (job.total_epochs_planned - job.epochs_done);
     std::string auc_text;
     for (size_t c = 0; c < rec.val_auc.size(); ++c) auc_text += fmt::format(" val_auc_{}={:.6f}", c, rec.val_auc[c]);
     spdlog::info(
@@ -313,18 +457,55 @@ TrainedModel train_model(Job& job, const BagIndex& train, const BagIndex& val, i
     }
     job.epoch_records.push_back(rec.to_json());
 
-    if (epochs_without_improvement > cfg.stop_epochs) {
+    p.epoch = epoch + 1;
+    p.step = 0;
+    if (p.epochs_without_improvement > cfg.stop_epochs) {
       spdlog::info("[train]{} early stop: no improvement for {} epochs; best epoch {}", fold_text,
-                   epochs_without_improvement, best_epoch);
-      job.total_epochs_planned -= cfg.epochs - (epoch + 1);
+                   p.epochs_without_improvement, p.best_epoch);
+      job.total_epochs_planned -= cfg.epochs - p.epoch;
       break;
     }
+    if (p.epoch < cfg.epochs) {  // the end of the fold is checkpointed by the caller, with the final model
+      bag_stats.clear();
+      checkpoint_run(fmt::format("end of epoch {}", epoch + 1));
+      stop_if_asked(job);
+    }
   }
-  load_state_dict(*model.net, best_state, "best epoch");
+  load_state_dict(*model.net, p.best_weights, "best epoch");
   model.net->eval();
-  model.thresholds = best_thresholds;
-  model.info = {{"fold", fold}, {"best_epoch", best_epoch}, {"best_score", number_or_null(best_score)}};
+  model.thresholds = p.best_thresholds;
+  model.info = {{"fold", fold}, {"best_epoch", p.best_epoch}, {"best_score", number_or_null(p.best_score)}};
   return model;
+}
+
+// The newest usable checkpoint of this job, read by rank 0 and sent to every rank (the others may not see
+// its directory), decoded and checked against the job's identity; nullopt to start afresh.
+std::optional<JobProgress> load_progress(Job& job) {
+  const TrainConfig& cfg = job.cfg;
+  std::optional<Checkpoint> ckpt;
+  if (job.comm.is_main()) {
+    job.store.emplace(cfg.checkpoint_dir, cfg.keep_checkpoints);
+    const size_t existing = job.store->list().size();
+    if (!cfg.no_resume) ckpt = job.store->load_latest();
+    if (!ckpt && existing > 0) {
+      spdlog::warn("[ckpt] {} ({}): starting afresh; the {} checkpoint(s) there will be superseded by this run's",
+                   cfg.checkpoint_dir, cfg.no_resume ? "--no-resume" : "none is usable", existing);
+    }
+    // New checkpoints are numbered after every existing one, so they are the newest.
+    job.sequence = job.store->newest_step().value_or(0);
+  }
+  if (job.comm.allreduce_max(ckpt ? 1 : 0) == 0) return std::nullopt;
+  std::string names;
+  if (ckpt) {
+    for (const auto& [name, bytes] : ckpt->files) names += name + "\n";
+  } else {
+    ckpt.emplace();
+  }
+  job.comm.broadcast_bytes(ckpt->path, 0);
+  job.comm.broadcast_bytes(names, 0);
+  std::istringstream lines(names);
+  for (std::string name; std::getline(lines, name);) job.comm.broadcast_bytes(ckpt->files[name], 0);
+  return decode_checkpoint(*ckpt, job.identity);
 }
 
 void write_predictions(std::ofstream& out, const EvalResult& r, const ClassMap& classes,
@@ -460,7 +641,7 @@ EvalResult evaluate_bags(TrainedModel& model, const BagIndex& index, const std::
 }
 
 void run_training(const TrainConfig& cfg, Communicator& comm) {
-  Job job{cfg, comm, resolve_device(cfg.device, comm.local_rank()), {}, {}};
+  Job job(cfg, comm, resolve_device(cfg.device, comm.local_rank()));
   spdlog::info("[train] device {}, {} libtorch thread(s); {} rank(s) x {} bag(s) = {} bag(s) per optimiser step",
                job.device.str(), torch::get_num_threads(), comm.world_size(), cfg.accumulate,
                comm.world_size() * cfg.accumulate);
@@ -524,12 +705,59 @@ void run_training(const TrainConfig& cfg, Communicator& comm) {
                runs[0].first.bags.size(), runs[0].second.bags.size(),
                cfg.folds > 0 ? fmt::format(" ({}-fold cross-validation)", cfg.folds) : "");
 
-  // Train.
-  std::vector<TrainedModel> models;
-  std::vector<EvalResult> val_results(runs.size());
+  // Checkpoints: continue where an earlier process of this job stopped.
+  std::vector<std::pair<std::string, const BagIndex*>> sets;
   for (size_t i = 0; i < runs.size(); ++i) {
-    models.push_back(train_model(job, runs[i].first, runs[i].second, run_folds[i], &val_results[i]));
+    sets.emplace_back("fold " + std::to_string(run_folds[i]) + " train", &runs[i].first);
+    sets.emplace_back("fold " + std::to_string(run_folds[i]) + " validation", &runs[i].second);
   }
+  job.identity = {training_settings(cfg), data_digest(sets), static_cast<int64_t>(comm.world_size()) * cfg.accumulate};
+  std::optional<JobProgress> progress = load_progress(job);
+  if (progress) {
+    const size_t finished = progress->finished.size();
+    const bool fits =
+        finished <= runs.size() &&
+        (!progress->current || (finished < runs.size() && progress->current->fold == run_folds[finished]));
+    if (!fits) throw Error(cfg.checkpoint_dir, "", "the newest checkpoint does not fit this job's folds");
+    spdlog::info("[ckpt] resuming from checkpoint {} in {}: {} of {} model(s) finished", progress->sequence,
+                 cfg.checkpoint_dir, finished, runs.size());
+    job.sequence = std::max(job.sequence, progress->sequence);
+    job.epoch_records = std::move(progress->epoch_records);
+    job.total_epochs_planned = progress->total_epochs_planned;
+    job.epochs_done = job.epochs_done_at_start = progress->epochs_done;
+    for (size_t i = 0; i < finished; ++i) {
+      FinishedRun& f = progress->finished[i];
+      TrainedModel m;
+      m.net = DsmilNet(model_config_for(cfg, train_all.feature_dim, job.classes.num_classes()));
+      load_state_dict(*m.net, f.weights, cfg.checkpoint_dir);
+      m.net->to(job.device);
+      m.net->eval();
+      m.classes = job.classes;
+      m.average = cfg.average;
+      m.thresholds = f.thresholds;
+      m.feature_mean = f.feature_mean;
+      m.feature_std = f.feature_std;
+      m.info = f.info;
+      job.models.push_back(std::move(m));
+      job.val_results.push_back(restored_eval(runs[i].second, std::move(f.val_probs), f.val_loss));
+      job.folds.push_back(f.fold);
+    }
+  }
+
+  // Train.
+  for (size_t i = job.models.size(); i < runs.size(); ++i) {
+    std::optional<RunProgress> resume;
+    if (progress && progress->current) std::swap(resume, progress->current);
+    EvalResult val_result;
+    TrainedModel m = train_model(job, runs[i].first, runs[i].second, run_folds[i], &val_result, std::move(resume));
+    job.models.push_back(std::move(m));
+    job.val_results.push_back(std::move(val_result));
+    job.folds.push_back(run_folds[i]);
+    write_checkpoint(job, nullptr, fmt::format("fold {} finished", run_folds[i]));
+    stop_if_asked(job);
+  }
+  std::vector<TrainedModel>& models = job.models;
+  const std::vector<EvalResult>& val_results = job.val_results;
   std::vector<EvalResult> test_results;  // per model
   for (auto& m : models) {
     if (test_set.bags.empty()) break;
