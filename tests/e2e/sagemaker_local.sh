@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# SageMaker jobs through the real training toolkit (scripts/sagemaker/local_job.sh): a one-process job and
+# a 2-rank MPI job end with the model in /opt/ml/model, metrics in /opt/ml/output/data and metric lines the
+# README's metric_definitions match (also behind mpirun's `[1,0]<stdout>:` prefix); a job on a bad channel
+# fails with its reason in /opt/ml/output/failure; a spot job reclaimed mid-training (SIGTERM to the toolkit,
+# which does not forward it, then SIGKILL) and restarted ends with the uninterrupted job's model.
+#   usage: sagemaker_local.sh BUILD_DIR
+set -euo pipefail
+BUILD=$(realpath "$1")
+cd "$(dirname "$0")/../.."
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+JOB=(scripts/sagemaker/local_job.sh --build "$BUILD")
+VENV=$(scripts/sagemaker/python_env.sh)
+
+"$BUILD/bench/dsmil_make_bags" --out "$WORK/train" --bags 40 --dim 32 --seed 1 --task-seed 3 > /dev/null
+"$BUILD/bench/dsmil_make_bags" --out "$WORK/test" --bags 12 --dim 32 --seed 2 --task-seed 3 --prefix test_ > /dev/null
+
+# --- 1. One process, with a test channel; Python-style values as users write them -----------------------
+"${JOB[@]}" --train "$WORK/train" --test "$WORK/test" --hp epochs=3 --hp lr=0.002 --hp nonlinear_q=True \
+  --hp 'cache="ram"' --hp threads=1 --results "$WORK/one" > "$WORK/one.log" 2>&1 ||
+  { cat "$WORK/one.log"; fail "the one-process job failed"; }
+grep -q -- '--nonlinear_q True' "$WORK/one.log" || fail "the toolkit did not pass --nonlinear_q True"
+[ -s "$WORK/one/output/data/predictions.csv" ] || fail "no predictions in /opt/ml/output/data"
+
+# --- 2. The toolkit's MPI distribution: 2 processes on this host, 2 folds ----------------------------------
+"${JOB[@]}" --train "$WORK/train" --ranks 2 --hp epochs=2 --hp folds=2 --hp threads=1 --results "$WORK/mpi" \
+  > "$WORK/mpi.log" 2>&1 || { cat "$WORK/mpi.log"; fail "the 2-rank MPI job failed"; }
+grep -q '^mpirun --host .*:2 -np 2' "$WORK/mpi.log" || fail "the toolkit did not run mpirun with 2 processes"
+grep -q '^\[1,0\]<stdout>:.*2 rank(s) x 1 bag(s)' "$WORK/mpi.log" || fail "rank 0 did not see 2 ranks"
+grep -q '^\[1,0\]<stdout>:\[metrics\] cv_accuracy_mean=' "$WORK/mpi.log" || fail "no tagged cv metric line"
+if grep -q '^\[1,1\]<stdout>:\[metrics\]' "$WORK/mpi.log"; then fail "rank 1 printed metric lines"; fi
+[ -s "$WORK/mpi/model/fold_1/model.pt" ] || fail "no fold model in /opt/ml/model"
+
+"$VENV/bin/python" tests/e2e/check_metric_regexes.py README.md "$WORK/one/job.log" "$WORK/mpi/job.log" ||
+  fail "the README's metric_definitions do not match the job logs"
+
+# --- 3. A bad channel: non-zero, the reason in /opt/ml/output/failure ---------------------------------
+cp -r "$WORK/train" "$WORK/bad"
+head -c 100 "$WORK/train/slide_0002.h5" > "$WORK/bad/slide_0002.h5"
+"${JOB[@]}" --train "$WORK/bad" --hp epochs=1 --expect-failure --results "$WORK/bad_job" > "$WORK/bad.log" 2>&1 ||
+  { cat "$WORK/bad.log"; fail "the job on a bad channel did not fail as expected"; }
+grep -q 'slide_0002.h5' "$WORK/bad_job/output/failure" || fail "the failure file does not name the bad file"
+
+# --- 4. Managed spot: reclaimed and restarted = uninterrupted ---------------------------------------------
+"$BUILD/bench/dsmil_make_bags" --out "$WORK/big" --bags 24 --dim 256 --log-mean 8 --log-sigma 0.3 --seed 4 \
+  --task-seed 3 > /dev/null
+"$BUILD/bench/dsmil_make_bags" --out "$WORK/big_val" --bags 30 --dim 256 --log-mean 8 --log-sigma 0.3 --seed 5 \
+  --task-seed 3 --prefix val_ > /dev/null
+HP=(--hp epochs=12 --hp threads=1 --hp checkpoint_every_steps=5 --hp dropout_patch=0.2 --hp standardize=True)
+"${JOB[@]}" --train "$WORK/big" --validation "$WORK/big_val" "${HP[@]}" --checkpoints --results "$WORK/whole" \
+  > "$WORK/whole.log" 2>&1 || { cat "$WORK/whole.log"; fail "the uninterrupted job failed"; }
+"${JOB[@]}" --train "$WORK/big" --validation "$WORK/big_val" "${HP[@]}" --spot --results "$WORK/spot" \
+  > "$WORK/spot.log" 2>&1 || { cat "$WORK/spot.log"; fail "the spot job failed"; }
+grep '\[local_job\]\|resuming' "$WORK/spot.log"
+cmp "$WORK/whole/model/model.pth" "$WORK/spot/model/model.pth" || fail "the spot job's model differs"
+cmp "$WORK/whole/model/model.pt" "$WORK/spot/model/model.pt" || fail "the spot job's model.pt differs"
+echo "sagemaker_local: all checks passed"
