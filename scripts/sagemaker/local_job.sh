@@ -5,16 +5,19 @@
 # our entry point in a submit directory, runs the toolkit's `train`, and checks the artefacts.
 #
 #   scripts/sagemaker/local_job.sh --train DIR [--validation DIR] [--test DIR] [--hp KEY=VALUE ...]
-#       [--ranks N] [--spot] [--checkpoints] [--expect-failure] [--results DIR] [--build DIR] [--keep]
+#       [--ranks N] [--byoc] [--spot] [--checkpoints] [--expect-failure] [--results DIR] [--build DIR] [--keep]
 #
 #   --hp KEY=VALUE   a hyperparameter as a user writes it in the Estimator's dict; VALUE is a Python literal
 #                    (3, 0.0002, True, 'text'), stored JSON-encoded as the SDK does
 #   --ranks N        the toolkit's MPI distribution on this host: N processes (it starts sshd itself, bound
 #                    to 127.0.0.1 here, and runs mpirun)
+#   --byoc           a bring-your-own-container job instead: no toolkit, no SM_* variables; the image's entry
+#                    point is started as SageMaker starts a container (`entry.sh train`) and gets SIGTERM itself
 #   --checkpoints    give the job /opt/ml/checkpoints, as checkpoint_s3_uri does
-#   --spot           (implies --checkpoints) reclaim the instance mid-training: SIGTERM to the toolkit once
-#                    a checkpoint exists, SIGKILL of the whole process group after a grace period, then
-#                    start the same job again on the same /opt/ml/checkpoints, which must resume
+#   --spot           (implies --checkpoints) reclaim the instance mid-training once a checkpoint exists:
+#                    SIGTERM to the toolkit (with --byoc, to the entry point), SIGKILL of the whole process
+#                    group after a grace period ($GRACE s, default 3), then the same job started again on the
+#                    same /opt/ml/checkpoints, which must resume
 #   --expect-failure the job must fail, with its reason in /opt/ml/output/failure
 #   --results DIR    copy /opt/ml/model, /opt/ml/output and the log to DIR before cleaning up
 #   --keep           leave /opt/ml in place afterwards
@@ -29,6 +32,7 @@ RANKS=1
 SPOT=0
 CHECKPOINTS=0
 EXPECT_FAILURE=0
+BYOC=0
 KEEP=0
 RESULTS=""
 GRACE=${GRACE:-3}
@@ -40,6 +44,7 @@ while [ $# -gt 0 ]; do
     --hp) HPS+=("$2"); shift 2 ;;
     --ranks) RANKS=$2; shift 2 ;;
     --spot) SPOT=1; CHECKPOINTS=1; shift ;;
+    --byoc) BYOC=1; shift ;;
     --checkpoints) CHECKPOINTS=1; shift ;;
     --expect-failure) EXPECT_FAILURE=1; shift ;;
     --results) RESULTS=$(realpath -m "$2"); shift 2 ;;
@@ -49,6 +54,10 @@ while [ $# -gt 0 ]; do
   esac
 done
 [ -n "${CHANNELS[train]:-}" ] || { echo "local_job.sh: --train DIR is required" >&2; exit 2; }
+if [ "$BYOC" = 1 ] && [ "$RANKS" -gt 1 ]; then
+  echo "local_job.sh: --ranks needs the toolkit (the mpi distribution is script mode), not --byoc" >&2
+  exit 2
+fi
 BUILD=$(realpath "$BUILD")
 say() { echo "[local_job] $*"; }
 fail() { echo "[local_job] FAILED: $*" >&2; exit 1; }
@@ -97,10 +106,10 @@ make_tree() {
       > "$OPT_ML/input/config/checkpointconfig.json"
   fi
   # What the Python SDK writes: every value json.dumps'ed into a string, plus the toolkit's sagemaker_ keys.
-  "$VENV/bin/python" - "$OPT_ML" "$WORK/submit" "$RANKS" "$HOST" "$IFACE" "${!CHANNELS[@]}" -- "${HPS[@]}" << 'EOF'
+  "$VENV/bin/python" - "$OPT_ML" "$WORK/submit" "$RANKS" "$HOST" "$IFACE" "$BYOC" "${!CHANNELS[@]}" -- "${HPS[@]}" << 'EOF'
 import ast, json, sys
-opt_ml, submit, ranks, host, iface = sys.argv[1:6]
-rest = sys.argv[6:]
+opt_ml, submit, ranks, host, iface, byoc = sys.argv[1:7]
+rest = sys.argv[7:]
 channels, hps = rest[:rest.index("--")], rest[rest.index("--") + 1:]
 values = {}
 for item in hps:
@@ -109,9 +118,10 @@ for item in hps:
         values[key] = ast.literal_eval(text)
     except (ValueError, SyntaxError):
         values[key] = text
-values["sagemaker_program"] = "entry.sh"
-values["sagemaker_submit_directory"] = submit
-values["sagemaker_container_log_level"] = 20
+if byoc == "0":
+    values["sagemaker_program"] = "entry.sh"
+    values["sagemaker_submit_directory"] = submit
+    values["sagemaker_container_log_level"] = 20
 if int(ranks) > 1:
     values["sagemaker_mpi_enabled"] = True
     values["sagemaker_mpi_num_of_processes_per_host"] = int(ranks)
@@ -127,13 +137,11 @@ json.dump({c: {"TrainingInputMode": "File", "S3DistributionType": "FullyReplicat
 EOF
 }
 
-# The entry point (sagemaker_program): exec, so that the trainer is the process the toolkit waits on.
+# The entry point (sagemaker_program) is the images' own, with this build's dsmil_train first on the PATH
+# (which the toolkit passes on to mpirun's ranks with -x PATH).
 mkdir -p "$WORK/submit"
-cat > "$WORK/submit/entry.sh" << EOF
-#!/bin/sh
-exec "$BUILD/train/dsmil_train" "\$@"
-EOF
-chmod +x "$WORK/submit/entry.sh"
+cp scripts/sagemaker/entry.sh "$WORK/submit/entry.sh"
+export PATH="$BUILD/train:$PATH"
 
 if [ "$RANKS" -gt 1 ]; then
   # The toolkit runs `/usr/sbin/sshd -D` itself; keep it off the network.
@@ -146,7 +154,11 @@ fi
 run_toolkit() {
   rm -rf "$OPT_ML/code"
   mkdir -p "$OPT_ML/code"
-  setsid "$VENV/bin/train" > "$1" 2>&1 < /dev/null &
+  if [ "$BYOC" = 1 ]; then
+    setsid scripts/sagemaker/entry.sh train > "$1" 2>&1 < /dev/null &
+  else
+    setsid "$VENV/bin/train" > "$1" 2>&1 < /dev/null &
+  fi
   TOOLKIT=$!
 }
 wait_toolkit() {
@@ -168,8 +180,10 @@ if [ "$SPOT" = 1 ]; then
   sleep "$GRACE"
   kill -9 -- "-$TOOLKIT" 2> /dev/null || true
   wait_toolkit
-  say "reclaimed (toolkit status $STATUS); $(find "$OPT_ML/checkpoints" -maxdepth 1 -name 'ckpt-*' | wc -l) checkpoint(s) kept"
-  grep -q 'Reporting training SUCCESS' "$WORK/first.log" && fail "the job finished before it was reclaimed"
+  say "reclaimed (status $STATUS); $(find "$OPT_ML/checkpoints" -maxdepth 1 -name 'ckpt-*' | wc -l) checkpoint(s) kept"
+  if grep -q 'Reporting training SUCCESS\|\[train\] done in' "$WORK/first.log"; then
+    fail "the job finished before it was reclaimed"
+  fi
   # A restarted spot job gets fresh model and output directories and the synced checkpoints back.
   rm -rf "$OPT_ML/model" "$OPT_ML/output"
   mkdir -p "$OPT_ML/model" "$OPT_ML/output/data"

@@ -3,7 +3,8 @@
 # a 2-rank MPI job end with the model in /opt/ml/model, metrics in /opt/ml/output/data and metric lines the
 # README's metric_definitions match (also behind mpirun's `[1,0]<stdout>:` prefix); a job on a bad channel
 # fails with its reason in /opt/ml/output/failure; a spot job reclaimed mid-training (SIGTERM to the toolkit,
-# which does not forward it, then SIGKILL) and restarted ends with the uninterrupted job's model.
+# which does not forward it, then SIGKILL) and restarted ends with the uninterrupted job's model, and so does
+# a bring-your-own-container spot job (no toolkit: the trainer gets the SIGTERM).
 #   usage: sagemaker_local.sh BUILD_DIR
 set -euo pipefail
 BUILD=$(realpath "$1")
@@ -36,6 +37,24 @@ if grep -q '^\[1,1\]<stdout>:\[metrics\]' "$WORK/mpi.log"; then fail "rank 1 pri
 "$VENV/bin/python" tests/e2e/check_metric_regexes.py README.md "$WORK/one/job.log" "$WORK/mpi/job.log" ||
   fail "the README's metric_definitions do not match the job logs"
 
+# The example launcher asks for the mpi distribution, spot training with checkpoints, and uses the README's
+# metric definitions.
+"$VENV/bin/python" scripts/sagemaker/launch.py --dry-run --image-uri dsmil:cuda --role arn:role --train s3://b/train \
+  --instance-count 2 --processes-per-host 4 --spot --checkpoint-s3-uri s3://b/ckpt --hp epochs=50 --hp nonlinear_q=True \
+  > "$WORK/launch.json" || fail "launch.py --dry-run failed"
+"$VENV/bin/python" - "$WORK/launch.json" README.md << 'PY' || fail "launch.py's Estimator arguments are not as expected"
+import json, re, sys
+est = json.load(open(sys.argv[1]))["estimator"]
+assert est["distribution"] == {"mpi": {"enabled": True, "processes_per_host": 4}}, est["distribution"]
+assert est["entry_point"] == "entry.sh" and est["instance_count"] == 2
+assert est["use_spot_instances"] and est["max_wait"] >= est["max_run"]
+assert est["checkpoint_local_path"] == "/opt/ml/checkpoints"
+assert est["hyperparameters"] == {"epochs": 50, "nonlinear_q": True}
+readme = re.search(r"metric_definitions = \[(.*?)\n\]", open(sys.argv[2]).read(), re.S).group(1)
+pairs = re.findall(r'\{"Name": "([^"]+)",\s*"Regex": "([^"]+)"\}', readme)
+assert [(d["Name"], d["Regex"]) for d in est["metric_definitions"]] == pairs, "README and launch.py differ"
+PY
+
 # --- 3. A bad channel: non-zero, the reason in /opt/ml/output/failure ---------------------------------
 cp -r "$WORK/train" "$WORK/bad"
 head -c 100 "$WORK/train/slide_0002.h5" > "$WORK/bad/slide_0002.h5"
@@ -56,4 +75,12 @@ HP=(--hp epochs=12 --hp threads=1 --hp checkpoint_every_steps=5 --hp dropout_pat
 grep '\[local_job\]\|resuming' "$WORK/spot.log"
 cmp "$WORK/whole/model/model.pth" "$WORK/spot/model/model.pth" || fail "the spot job's model differs"
 cmp "$WORK/whole/model/model.pt" "$WORK/spot/model/model.pt" || fail "the spot job's model.pt differs"
+# The same as a bring-your-own-container job: the entry point execs dsmil_train, which gets the SIGTERM
+# itself, checkpoints at the next step and exits 143 before the SIGKILL.
+"${JOB[@]}" --train "$WORK/big" --validation "$WORK/big_val" "${HP[@]}" --spot --byoc --results "$WORK/byoc" \
+  > "$WORK/byoc.log" 2>&1 || { cat "$WORK/byoc.log"; fail "the BYOC spot job failed"; }
+grep -q 'interrupted by SIGTERM: stopped after writing a checkpoint' "$WORK/byoc.log" ||
+  fail "the BYOC job did not checkpoint on SIGTERM"
+grep -q 'reclaimed (status 143)' "$WORK/byoc.log" || fail "the BYOC job did not exit 143 on SIGTERM"
+cmp "$WORK/whole/model/model.pth" "$WORK/byoc/model/model.pth" || fail "the BYOC spot job's model differs"
 echo "sagemaker_local: all checks passed"
