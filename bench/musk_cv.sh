@@ -21,7 +21,7 @@ for set in musk1 musk2; do
     log="$OUT/$set.seed$run.log"
     "$BUILD_DIR/train/dsmil_train" --train "tests/data/mil-benchmarks/$set/bags" \
       --labels "tests/data/mil-benchmarks/$set/labels.csv" --folds 10 --epochs 40 --stop-epochs 40 --lr 2e-4 \
-      --weight-decay 5e-3 --min-lr 0 --standardize --seed "$run" --threads "$(nproc)" \
+      --weight-decay 5e-3 --min-lr 0 --standardize --seed "$run" --threads "$(nproc)" --no-resume \
       --model-dir "$OUT/$set.seed$run/model" --output-dir "$OUT/$set.seed$run/output" > "$log" 2>&1
     accs+=("$(sed -n 's/.*cv_accuracy_mean=\([0-9.]*\).*/\1/p' "$log")")
     aucs+=("$(sed -n 's/.*cv_auc_mean=\([0-9.]*\).*/\1/p' "$log")")

@@ -12,7 +12,8 @@ namespace mil {
 void setup_logging(const std::string& level, int rank, int world_size) {
   spdlog::set_level(spdlog::level::from_str(level));
   if (world_size > 1) {
-    spdlog::set_pattern(fmt::format("[%Y-%m-%d %T r{}/{}] [%^%l%$] %v", rank, world_size));
+    // No colour codes: mpirun gives ranks a pseudo-terminal, so they would reach the collected logs.
+    spdlog::set_pattern(fmt::format("[%Y-%m-%d %T r{}/{}] [%l] %v", rank, world_size));
     if (rank != 0 && spdlog::get_level() < spdlog::level::warn) spdlog::set_level(spdlog::level::warn);
   } else {
     spdlog::set_pattern("[%Y-%m-%d %T] [%^%l%$] %v");
