@@ -18,6 +18,10 @@ int main(int argc, char** argv) {
                                                cxxopts::value<std::string>(cfg.out_dir)->default_value(cfg.out_dir))(
       "attention", "write per-slide attention and instance scores (HDF5, with coords)",
       cxxopts::value<bool>(cfg.attention)->default_value("false"))(
+      "plots", "write PNG figures to DIR: roc.png (with labels), heatmaps/<slide>.png (slides with coords)",
+      cxxopts::value<std::string>(cfg.plots_dir))(
+      "slide-dir", "whole-slide images <slide_id>.<svs|tif|ndpi|...> drawn under the heatmaps (OpenSlide)",
+      cxxopts::value<std::string>(cfg.slide_dir))(
       "features-key", "HDF5 dataset holding [N, D] features",
       cxxopts::value<std::string>(cfg.features_key)->default_value(cfg.features_key))(
       "on-bad-slide", "fail|skip", cxxopts::value<std::string>(cfg.on_bad_slide)->default_value(cfg.on_bad_slide))(

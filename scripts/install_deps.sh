@@ -6,10 +6,14 @@ set -euo pipefail
 packages=(
   build-essential cmake ninja-build pkg-config git
   python3 python3-venv  # the CUDA-wheel build (scripts/build_cuda.sh) installs PyPI torch into a venv
+  python3-dev           # scripts/sagemaker/python_env.sh: the training toolkit compiles a small C extension
+  openssh-server openssh-client  # the training toolkit's mpi distribution starts sshd and reaches hosts by ssh
   libtorch-dev          # libtorch 1.13, CPU
   libopenblas0-openmp   # without it libtorch uses the reference BLAS (~20x slower)
   libhdf5-dev hdf5-tools zlib1g-dev  # zlib: CRC32 of checkpoint files
   libopenmpi-dev openmpi-bin
+  libcairo2-dev libopenslide-dev  # dsmil_eval --plots: PNG drawing, slide thumbnails
+  libprotobuf-dev protobuf-compiler libisal-dev  # TensorBoard event files: Event protos, CRC32C
   libcxxopts-dev libspdlog-dev nlohmann-json3-dev
   libgtest-dev libgmock-dev libbenchmark-dev
 )

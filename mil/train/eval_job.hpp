@@ -1,6 +1,6 @@
 #pragma once
 // dsmil_eval's job: score slides with one or more trained models (majority vote), write predictions,
-// metrics when labels are known, and per-instance attention for heatmaps.
+// metrics when labels are known, per-instance attention for heatmaps, and with --plots PNG figures.
 #include <string>
 #include <vector>
 
@@ -12,6 +12,8 @@ struct EvalConfig {
   std::string labels;                     // --labels: CSV slide_id,label; default <test>/labels.csv if present
   std::string out_dir = "eval";           // --out
   bool attention = false;                 // --attention: per-slide HDF5 with attention and instance scores
+  std::string plots_dir;                  // --plots: roc.png (labelled sets) and heatmaps/<slide>.png; "" = none
+  std::string slide_dir;                  // --slide-dir: <slide_id>.<svs|tif|...> drawn under the heatmaps
   std::string features_key = "features";  // --features-key
   std::string on_bad_slide = "fail";      // --on-bad-slide: fail|skip
   int prefetch = 4;                       // --prefetch

@@ -55,6 +55,9 @@ const OptionSpec kOptions[] = {
     {"Outputs", "model-dir", &TrainConfig::model_dir, "DIR", "Where the model is saved [SM_MODEL_DIR]"},
     {"Outputs", "output-dir", &TrainConfig::output_dir, "DIR", "Metrics and predictions [SM_OUTPUT_DATA_DIR]"},
     {"Outputs", "failure-file", &TrainConfig::failure_file, "FILE", "Where the reason for a failure is written"},
+    {"Outputs", "tensorboard-dir", &TrainConfig::tensorboard_dir, "DIR|none",
+     "TensorBoard event files, written at each epoch end (default: <root>/output/tensorboard when the SageMaker "
+     "root exists, where TensorBoardOutputConfig uploads from, else <output-dir>/tensorboard); none = off"},
     {"Checkpoints", "checkpoint-dir", &TrainConfig::checkpoint_dir, "DIR",
      "Where checkpoints are written and resumed from (default: /opt/ml/checkpoints when it exists, else "
      "<output-dir>/checkpoints)"},
@@ -401,12 +404,33 @@ ParsedTrainConfig parse_train_config(const std::vector<std::string>& args, const
   default_labels(cfg.validation_labels, cfg.validation_dir);
   default_labels(cfg.test_labels, cfg.test_dir);
   if (cfg.checkpoint_dir.empty()) {
-    // SageMaker syncs /opt/ml/checkpoints with checkpoint_s3_uri; it exists only when the job asks for that.
+    // SageMaker syncs the checkpoint directory with checkpoint_s3_uri: checkpointconfig.json names it when the
+    // job asks for one (default /opt/ml/checkpoints, which exists only then).
+    const fs::path job_config = fs::path(env.root) / "input" / "config" / "checkpointconfig.json";
     const fs::path job_dir = fs::path(env.root) / "checkpoints";
-    cfg.checkpoint_dir =
-        directory_exists(job_dir) ? job_dir.string() : (fs::path(cfg.output_dir) / "checkpoints").string();
+    if (file_exists(job_config)) {
+      try {
+        cfg.checkpoint_dir = json::parse(io::read_file(job_config.string())).value("LocalPath", job_dir.string());
+      } catch (const json::exception& e) {
+        throw Error(job_config.string(), "LocalPath", std::string("unreadable: ") + e.what());
+      }
+    } else {
+      cfg.checkpoint_dir =
+          directory_exists(job_dir) ? job_dir.string() : (fs::path(cfg.output_dir) / "checkpoints").string();
+    }
+  }
+  if (cfg.tensorboard_dir.empty()) {
+    // SageMaker's TensorBoardOutputConfig uploads <root>/output/tensorboard (its default local path) while the
+    // job runs; locally the events go next to the metrics.
+    const fs::path root(env.root);
+    cfg.tensorboard_dir = directory_exists(root) ? (root / "output" / "tensorboard").string()
+                                                 : (fs::path(cfg.output_dir) / "tensorboard").string();
   }
   return out;
+}
+
+bool tensorboard_enabled(const TrainConfig& cfg) {
+  return !cfg.tensorboard_dir.empty() && cfg.tensorboard_dir != "none";
 }
 
 void validate(const TrainConfig& cfg) {

@@ -30,9 +30,11 @@ struct TrainConfig {
   std::string cache = "none";             // --cache: none|ram (float16)|ram32
   int prefetch = 4;                       // --prefetch: bags read ahead in the background
   // Outputs
-  std::string model_dir;     // --model-dir (SM_MODEL_DIR; /opt/ml/model in a job; ./model locally)
-  std::string output_dir;    // --output-dir (SM_OUTPUT_DATA_DIR; /opt/ml/output/data; ./output)
-  std::string failure_file;  // --failure-file (/opt/ml/output/failure when /opt/ml/output exists)
+  std::string model_dir;        // --model-dir (SM_MODEL_DIR; /opt/ml/model in a job; ./model locally)
+  std::string output_dir;       // --output-dir (SM_OUTPUT_DATA_DIR; /opt/ml/output/data; ./output)
+  std::string failure_file;     // --failure-file (/opt/ml/output/failure when /opt/ml/output exists)
+  std::string tensorboard_dir;  // --tensorboard-dir: TensorBoard event files; default <root>/output/tensorboard when
+                                // <root> exists, else <output-dir>/tensorboard; "none" = off
   // Checkpoints (see checkpoint_state.hpp): written at each epoch end, on these schedules, and on SIGTERM
   std::string checkpoint_dir;             // --checkpoint-dir; default /opt/ml/checkpoints if it exists, else
                                           // <output-dir>/checkpoints
@@ -89,6 +91,10 @@ TrainConfig environment_defaults(const SageMakerEnvironment& env);
 // `args` excludes argv[0]. Throws mil::Error on unknown options, malformed values and unreadable
 // config or hyperparameters files; range checks are left to validate().
 ParsedTrainConfig parse_train_config(const std::vector<std::string>& args, const SageMakerEnvironment& env);
+
+// Whether dsmil_train writes TensorBoard event files: not with --tensorboard-dir none, nor with an empty
+// directory (a TrainConfig built in code rather than by parse_train_config).
+bool tensorboard_enabled(const TrainConfig& cfg);
 
 // Throws mil::Error naming the first offending option, e.g. "--lr must be > 0 (got -1)".
 void validate(const TrainConfig& cfg);

@@ -19,6 +19,7 @@
 #include "mil/data/splits.hpp"
 #include "mil/dist/parameter_sync.hpp"
 #include "mil/io/files.hpp"
+#include "mil/io/tensorboard_writer.hpp"
 #include "mil/model/loss.hpp"
 #include "mil/model/state_dict.hpp"
 #include "mil/train/checkpoint_state.hpp"
@@ -102,6 +103,7 @@ struct Job {
   std::optional<CheckpointStore> store;
   int64_t sequence = 0;
   Clock::time_point last_checkpoint = Clock::now();
+  std::optional<io::TensorBoardWriter> tensorboard;  // main rank only; absent with --tensorboard-dir none
 };
 
 std::string format_duration(double s) {
@@ -114,6 +116,24 @@ std::string format_duration(double s) {
     std::snprintf(buf, sizeof(buf), "%.1fh", s / 3600);
   }
   return buf;
+}
+
+// One epoch's metrics as TensorBoard scalars at step = the 1-based epoch. NaN (no validation set, an undefined
+// AUC) is left out: TensorBoard cannot plot it.
+void write_epoch_scalars(io::TensorBoardWriter& tb, const EpochRecord& rec, const std::string& prefix) {
+  const auto add = [&](const std::string& tag, double value) {
+    if (!std::isnan(value)) tb.add_scalar(prefix + tag, value, rec.epoch);
+  };
+  add("train/loss", rec.train_loss);
+  add("val/loss", rec.val_loss);
+  add("val/auc", mean_std(rec.val_auc).first);
+  if (rec.val_auc.size() > 1) {
+    for (size_t c = 0; c < rec.val_auc.size(); ++c) add(fmt::format("val/auc_{}", c), rec.val_auc[c]);
+  }
+  add("val/accuracy", rec.val_accuracy);
+  add("train/lr", rec.lr);
+  add("train/instances_per_second", rec.instances_per_second);
+  tb.flush();  // a TensorBoard watching the directory shows the epoch now
 }
 
 // The seed of one bag's training pass, from (seed, epoch, slot) alone, so that R ranks and one process
@@ -454,6 +474,8 @@ TrainedModel train_model(Job& job, const BagIndex& train, const BagIndex& val, i
           fold, rec.epoch, rec.train_loss, rec.val_loss, mean_std(rec.val_auc).first, rec.val_accuracy, lr,
           rec.instances_per_second, auc_text);
       std::fflush(stdout);
+      if (job.tensorboard)
+        write_epoch_scalars(*job.tensorboard, rec, cfg.folds > 0 ? fmt::format("fold_{}/", fold) : "");
     }
     job.epoch_records.push_back(rec.to_json());
 
@@ -742,6 +764,11 @@ void run_training(const TrainConfig& cfg, Communicator& comm) {
       job.val_results.push_back(restored_eval(runs[i].second, std::move(f.val_probs), f.val_loss));
       job.folds.push_back(f.fold);
     }
+  }
+
+  if (comm.is_main() && tensorboard_enabled(cfg)) {
+    job.tensorboard.emplace(cfg.tensorboard_dir);
+    spdlog::info("[train] TensorBoard events: {}", job.tensorboard->path());
   }
 
   // Train.

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # End-to-end: dsmil_train in a faked SageMaker job (bring-your-own-container: no SM_* variables, only the
 # /opt/ml tree with string hyperparameters), its outputs, the failure file on bad input, k-fold with a
-# majority-vote test, and dsmil_eval on the authors' own .pth.
+# majority-vote test, dsmil_eval --plots (PNG figures), and dsmil_eval on the authors' own .pth.
 #   usage: train_eval.sh BUILD_DIR TEST_DATA_DIR
 set -euo pipefail
 BUILD=$1
@@ -60,6 +60,18 @@ has "$WORK/kf_out/metrics.json" '"models_voting": 3'
 [ "$(wc -l < "$WORK/kf_eval/predictions.csv")" = 21 ] || fail "expected 20 predictions"
 has "$WORK/kf_eval/metrics.json" '"accuracy"'
 [ -s "$WORK/kf_eval/attention/test_0001.h5" ] || fail "no attention file"
+# --plots without --attention: roc.png and one heatmap per slide; an unreadable slide file only warns.
+mkdir -p "$WORK/slides"
+echo "not a slide" > "$WORK/slides/test_0001.svs"
+"$BUILD/eval/dsmil_eval" --model "$WORK/kf_model/fold_0" --test "$WORK/test" --out "$WORK/plot_eval" \
+  --plots "$WORK/plots" --slide-dir "$WORK/slides" --threads 2 > "$WORK/plots.log" 2>&1 ||
+  { cat "$WORK/plots.log"; fail "eval --plots failed"; }
+is_png() { [ "$(head -c 8 "$1" | od -An -tx1 | tr -d ' \n')" = 89504e470d0a1a0a ] || fail "$1 is not a PNG"; }
+is_png "$WORK/plots/roc.png"
+is_png "$WORK/plots/heatmaps/test_0001.png"
+[ "$(find "$WORK/plots/heatmaps" -name '*.png' | wc -l)" = 20 ] || fail "expected 20 heatmaps"
+has "$WORK/plots.log" "warn.*test_0001.svs"
+[ ! -e "$WORK/plot_eval/attention" ] || fail "--plots wrote attention files"
 
 # --- 4. dsmil_eval on the authors' GPU-saved weights (architecture from the keys, no labels) -------
 mkdir -p "$WORK/ref"

@@ -1,0 +1,39 @@
+#pragma once
+// TensorBoard event files written without TensorFlow: Event protos (tensorboard_event.proto) framed as
+// TFRecords, each record being
+//   uint64 length (little endian), uint32 masked CRC32C of those 8 bytes, data, uint32 masked CRC32C of data.
+// TensorBoard checks both CRCs and reads a file while it grows, so a running job shows up live.
+#include <cstdint>
+#include <cstdio>
+#include <string>
+#include <string_view>
+
+namespace mil::io {
+
+class TensorBoardWriter {
+ public:
+  // Creates `dir` (with its parents) and a new file events.out.tfevents.<unix seconds>.<hostname> in it, as
+  // TensorFlow names them, starting with the file-version event. Throws mil::Error naming the directory or file.
+  explicit TensorBoardWriter(const std::string& dir);
+  ~TensorBoardWriter();  // closes the file; a failure to flush then is ignored (call flush() to see it)
+  TensorBoardWriter(const TensorBoardWriter&) = delete;
+  TensorBoardWriter& operator=(const TensorBoardWriter&) = delete;
+
+  // One scalar event, stored as float32 (TensorBoard's simple_value). Buffered until flush().
+  void add_scalar(const std::string& tag, double value, int64_t step);
+  // Hands the buffered records to the OS, so that a TensorBoard watching the directory sees them.
+  void flush();
+  const std::string& path() const { return path_; }
+
+ private:
+  void write_record(const std::string& data);
+
+  std::string path_;
+  std::FILE* file_ = nullptr;
+};
+
+// TFRecord's checksum: CRC32C (Castagnoli), rotated right by 15 bits plus 0xa282ead8, so that the CRC of
+// data holding CRCs is not trivially zero.
+uint32_t masked_crc32c(std::string_view data);
+
+}  // namespace mil::io
