@@ -81,9 +81,13 @@ interrupt() {
     target=${pids[-1]}
   fi
   kill -s "$signal" "$target"
+  local sent=$SECONDS
   STATUS=0
   wait "$JOB" || STATUS=$?
   JOB=""
+  TOOK=$((SECONDS - sent))
+  # SageMaker kills a container about 120 s after SIGTERM; a killed rank must not leave the others hanging.
+  [ "$TOOK" -le 30 ] || fail "attempt $ATTEMPT: the job took $TOOK s to end after SIG$signal"
 }
 
 # Checks that a SIGTERMed attempt stopped cleanly, on every rank at the same checkpoint, and says where.
@@ -102,7 +106,7 @@ stopped_where() {
     "end of epoch"*) WHERE="at the end of an epoch: the signal came during validation or its checkpoint ($last)" ;;
     *) cat "$LOG"; fail "attempt $ATTEMPT: no checkpoint written on SIGTERM (last: '$last')" ;;
   esac
-  echo "  attempt $ATTEMPT: SIGTERM -> stopped $WHERE"
+  echo "  attempt $ATTEMPT: SIGTERM -> stopped $WHERE, exited within ${TOOK} s"
 }
 
 # DELAY: a random number of seconds below $1 milliseconds (drawn here, so --seed replays it).
@@ -134,7 +138,7 @@ stopped_where
 pick_delay 200
 interrupt 'step 12/' KILL "$DELAY"
 [ "$STATUS" != 0 ] || fail "attempt $ATTEMPT exited 0 after SIGKILL"
-echo "  attempt $ATTEMPT: SIGKILL -> status $STATUS"
+echo "  attempt $ATTEMPT: SIGKILL$([ "$RANKS" -gt 1 ] && echo ' of one rank') -> status $STATUS within ${TOOK} s"
 for d in "$CKPT"/.ckpt-*; do
   [ -e "$d" ] && echo "  (a partial checkpoint was left hidden: $(basename "$d"))"
 done

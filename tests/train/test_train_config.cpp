@@ -159,6 +159,21 @@ TEST(TrainConfig, BringYourOwnContainerReadsTheOptMlTree) {
   EXPECT_NO_THROW(validate(cfg));
 }
 
+TEST(TrainConfig, CheckpointDirectoryOfTheJob) {
+  // Without checkpoint_s3_uri: next to the outputs.
+  const FakeJob job;
+  EXPECT_EQ(parse({}, fake_env(job.root())).checkpoint_dir, job.path("output/data/checkpoints"));
+  EXPECT_EQ(parse({}).checkpoint_dir, "output/checkpoints");
+  // With it: /opt/ml/checkpoints, or where checkpointconfig.json says.
+  fs::create_directories(job.path("checkpoints"));
+  EXPECT_EQ(parse({}, fake_env(job.root())).checkpoint_dir, job.path("checkpoints"));
+  write_text(job.path("input/config/checkpointconfig.json"), R"({"LocalPath": "/ckpt/here", "S3Uri": "s3://b/c"})");
+  EXPECT_EQ(parse({}, fake_env(job.root())).checkpoint_dir, "/ckpt/here");
+  EXPECT_EQ(parse({"--checkpoint-dir", "/mine"}, fake_env(job.root())).checkpoint_dir, "/mine");
+  write_text(job.path("input/config/checkpointconfig.json"), "{not json");
+  EXPECT_TRUE(contains(error_of([&] { parse({}, fake_env(job.root())); }), "checkpointconfig.json"));
+}
+
 TEST(TrainConfig, FromProcessHonoursTheRootOverride) {
   const test::TempDir dir;
   ASSERT_EQ(setenv("DSMIL_SAGEMAKER_ROOT", dir.path().c_str(), 1), 0);
