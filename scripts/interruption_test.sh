@@ -34,14 +34,7 @@ fail() { echo "FAIL (seed $SEED): $*" >&2; exit 1; }
 LAUNCH=()
 if [ "$RANKS" -gt 1 ]; then LAUNCH=(mpirun --oversubscribe --allow-run-as-root -np "$RANKS"); fi
 
-# Pids of the dsmil_train processes whose parent is $1 (from /proc: procps may not be installed).
-ranks_of() {
-  local stat pid comm state ppid rest
-  for stat in /proc/[0-9]*/stat; do
-    read -r pid comm state ppid rest < "$stat" 2> /dev/null || continue
-    if [ "$ppid" = "$1" ] && [ "$comm" = "(dsmil_train)" ]; then echo "$pid"; fi
-  done
-}
+source "$(dirname "$0")/mpi_ranks.sh"
 
 # Validation is large next to training, so a signal sent when it starts lands inside it.
 "$BUILD/bench/dsmil_make_bags" --out "$WORK/train" --bags 24 --dim 256 --log-mean 8 --log-sigma 0.3 --seed 1 \

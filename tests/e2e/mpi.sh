@@ -16,14 +16,7 @@ cleanup() {
 trap cleanup EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 has() { grep -q -- "$2" "$1" || fail "$1 lacks '$2'"; }
-# Pids of the dsmil_train processes whose parent is $1 (from /proc: procps may not be installed).
-ranks_of() {
-  local stat pid comm state ppid rest
-  for stat in /proc/[0-9]*/stat; do
-    read -r pid comm state ppid rest < "$stat" 2> /dev/null || continue
-    if [ "$ppid" = "$1" ] && [ "$comm" = "(dsmil_train)" ]; then echo "$pid"; fi
-  done
-}
+source "$(dirname "$0")/../../scripts/mpi_ranks.sh"
 
 "$BUILD/bench/dsmil_make_bags" --out "$WORK/train" --bags 61 --dim 32 --seed 1 --task-seed 3 > /dev/null
 "$BUILD/bench/dsmil_make_bags" --out "$WORK/test" --bags 21 --dim 32 --seed 2 --task-seed 3 --prefix test_ > /dev/null
