@@ -20,11 +20,11 @@ echo "[smoke] training"
 
 echo "[smoke] evaluating the saved model on the test channel"
 "$BUILD_DIR/eval/dsmil_eval" --model "$WORK/model" --test "$WORK/data/test" --out "$WORK/eval" --attention \
-  --threads "$(nproc)"
+  --plots "$WORK/eval/plots" --threads "$(nproc)"
 
 auc=$(sed -n 's/.*best_validation_auc=\([0-9.]*\).*/\1/p' "$WORK/train.log" | tail -n 1)
 if [ -z "$auc" ] || ! awk -v a="$auc" 'BEGIN { exit !(a > 0.9) }'; then
   echo "[smoke] FAILED: validation AUC ${auc:-missing} is not above 0.9" >&2
   exit 1
 fi
-echo "[smoke] OK: validation AUC $auc; model in $WORK/model, metrics in $WORK/output, heatmap data in $WORK/eval/attention"
+echo "[smoke] OK: validation AUC $auc; model in $WORK/model, metrics in $WORK/output, attention in $WORK/eval/attention, ROC and heatmap PNGs in $WORK/eval/plots"
