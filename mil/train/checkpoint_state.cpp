@@ -65,16 +65,6 @@ struct TensorReader {
   }
 };
 
-json probs_json(const std::vector<std::vector<double>>& probs) {
-  json out = json::array();
-  for (const auto& row : probs) out.push_back(row);
-  return out;
-}
-
-std::vector<std::vector<double>> probs_from(const json& j) {
-  return j.get<std::vector<std::vector<double>>>();
-}
-
 std::vector<std::string> setting_differences(const json& saved, const json& now) {
   std::vector<std::string> out;
   for (const auto& [key, value] : now.items()) {
@@ -132,7 +122,7 @@ std::map<std::string, std::string> encode_checkpoint(const JobProgress& progress
                         {"thresholds", r.thresholds},
                         {"info", r.info},
                         {"val_loss", number(r.val_loss)},
-                        {"val_probs", probs_json(r.val_probs)}});
+                        {"val_probs", r.val_probs}});
   }
   json current = nullptr;
   std::map<std::string, std::string> files;
@@ -153,7 +143,7 @@ std::map<std::string, std::string> encode_checkpoint(const JobProgress& progress
                {"epochs_without_improvement", c.epochs_without_improvement},
                {"best_thresholds", c.best_thresholds},
                {"best_val_loss", number(c.best_val_loss)},
-               {"best_val_probs", probs_json(c.best_val_probs)}};
+               {"best_val_probs", c.best_val_probs}};
     files[kOptimizer] = c.optimizer;
   }
   const json state = {{"format", kFormat},
@@ -243,7 +233,7 @@ JobProgress decode_checkpoint(const Checkpoint& ckpt, const JobIdentity& expecte
       r.thresholds = f.at("thresholds").get<std::vector<double>>();
       r.info = f.at("info");
       r.val_loss = to_double(f.at("val_loss"));
-      r.val_probs = probs_from(f.at("val_probs"));
+      r.val_probs = f.at("val_probs").get<std::vector<std::vector<double>>>();
       p.finished.push_back(std::move(r));
     }
     const json& c = state.at("current");
@@ -263,7 +253,7 @@ JobProgress decode_checkpoint(const Checkpoint& ckpt, const JobIdentity& expecte
       r.epochs_without_improvement = c.at("epochs_without_improvement").get<int>();
       r.best_thresholds = c.at("best_thresholds").get<std::vector<double>>();
       r.best_val_loss = to_double(c.at("best_val_loss"));
-      r.best_val_probs = probs_from(c.at("best_val_probs"));
+      r.best_val_probs = c.at("best_val_probs").get<std::vector<std::vector<double>>>();
       p.current = std::move(r);
     }
   } catch (const json::exception& e) {

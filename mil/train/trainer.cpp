@@ -94,10 +94,10 @@ struct Job {
   int epochs_done = 0;
   int epochs_done_at_start = 0;  // by earlier processes of a resumed job (for the ETA)
   bool cache_logged = false;
-  // The models finished so far, one per fold, with their validation scores.
+  // The fold of each model to train, and the models finished so far with their validation scores.
+  std::vector<int> run_folds;
   std::vector<TrainedModel> models;
   std::vector<EvalResult> val_results;
-  std::vector<int> folds;
   // Checkpoints: what they must match, where they go (main rank only), how many so far.
   JobIdentity identity;
   std::optional<CheckpointStore> store;
@@ -159,14 +159,20 @@ torch::Tensor gather_rows(Communicator& comm, const std::vector<double>& mine, i
   return torch::empty({total_rows, width}, torch::kDouble).index_copy_(0, torch::tensor(positions), all);
 }
 
-ModelConfig model_config_for(const TrainConfig& cfg, int64_t feature_dim, int64_t num_classes) {
+// A model of this job's architecture on the CPU, its weights as constructed, thresholds 0.5.
+TrainedModel untrained_model(const Job& job, int64_t feature_dim) {
   ModelConfig mc;
   mc.feature_dim = feature_dim;
-  mc.num_classes = num_classes;
-  mc.nonlinear_q = cfg.nonlinear_q;
-  mc.passing_v = cfg.passing_v;
-  mc.dropout_v = cfg.dropout_node;
-  return mc;
+  mc.num_classes = job.classes.num_classes();
+  mc.nonlinear_q = job.cfg.nonlinear_q;
+  mc.passing_v = job.cfg.passing_v;
+  mc.dropout_v = job.cfg.dropout_node;
+  TrainedModel model;
+  model.net = DsmilNet(mc);
+  model.classes = job.classes;
+  model.average = job.cfg.average;
+  model.thresholds.assign(static_cast<size_t>(mc.num_classes), 0.5);
+  return model;
 }
 
 // The scores of a validation set as evaluate_bags returned them, from the probabilities and loss a
@@ -204,7 +210,7 @@ void write_checkpoint(Job& job, const RunProgress* current, const std::string& m
   for (size_t i = 0; i < job.models.size(); ++i) {
     TrainedModel& m = job.models[i];
     FinishedRun r;
-    r.fold = job.folds[i];
+    r.fold = job.run_folds[i];
     r.weights = state_dict_of(*m.net);
     r.feature_mean = m.feature_mean;
     r.feature_std = m.feature_std;
@@ -235,29 +241,26 @@ void stop_if_asked(Job& job) {
 TrainedModel train_model(Job& job, const BagIndex& train, const BagIndex& val, int fold, EvalResult* best_val,
                          std::optional<RunProgress> resume) {
   const TrainConfig& cfg = job.cfg;
-  TrainedModel model;
-  const ModelConfig mc = model_config_for(cfg, train.feature_dim, job.classes.num_classes());
-  model.net = DsmilNet(mc);
+  TrainedModel model = untrained_model(job, train.feature_dim);
   model.net->init_orthogonal(cfg.seed + static_cast<uint64_t>(fold));
   model.net->to(job.device);
-  model.classes = job.classes;
-  model.average = cfg.average;
-  model.thresholds.assign(static_cast<size_t>(mc.num_classes), 0.5);
   const std::vector<torch::Tensor> params = model.net->parameters();
   broadcast_parameters(params, job.comm, 0);
 
   // The counters a checkpoint keeps; weights and optimiser state are added to it when one is written.
   RunProgress p;
-  p.fold = fold;
-  p.best_weights = state_dict_of(*model.net);
-  p.best_thresholds = model.thresholds;
   if (resume) {
     p = std::move(*resume);
     load_state_dict(*model.net, p.weights, job.cfg.checkpoint_dir);
     model.feature_mean = p.feature_mean;
     model.feature_std = p.feature_std;
     *best_val = restored_eval(val, std::move(p.best_val_probs), p.best_val_loss);
-  } else if (cfg.standardize) {
+  } else {
+    p.fold = fold;
+    p.best_weights = state_dict_of(*model.net);
+    p.best_thresholds = model.thresholds;
+  }
+  if (!resume && cfg.standardize) {
     // Rank 0 reads the training split once; the other ranks take its statistics.
     if (job.comm.is_main()) {
       std::tie(model.feature_mean, model.feature_std) = feature_statistics(train, cfg.features_key, cfg.prefetch);
@@ -695,7 +698,7 @@ void run_training(const TrainConfig& cfg, Communicator& comm) {
 
   // Splits: one (train, val) pair per model to train.
   std::vector<std::pair<BagIndex, BagIndex>> runs;
-  std::vector<int> run_folds;
+  std::vector<int>& run_folds = job.run_folds;
   const std::vector<int> strata = strata_of(train_all, job.classes);
   if (!cfg.validation_dir.empty()) {
     runs.emplace_back(train_all, val_channel);
@@ -737,9 +740,9 @@ void run_training(const TrainConfig& cfg, Communicator& comm) {
   std::optional<JobProgress> progress = load_progress(job);
   if (progress) {
     const size_t finished = progress->finished.size();
-    const bool fits =
-        finished <= runs.size() &&
-        (!progress->current || (finished < runs.size() && progress->current->fold == run_folds[finished]));
+    bool fits = finished <= runs.size() &&
+                (!progress->current || (finished < runs.size() && progress->current->fold == run_folds[finished]));
+    for (size_t i = 0; fits && i < finished; ++i) fits = progress->finished[i].fold == run_folds[i];
     if (!fits) throw Error(cfg.checkpoint_dir, "", "the newest checkpoint does not fit this job's folds");
     spdlog::info("[ckpt] resuming from checkpoint {} in {}: {} of {} model(s) finished", progress->sequence,
                  cfg.checkpoint_dir, finished, runs.size());
@@ -749,20 +752,16 @@ void run_training(const TrainConfig& cfg, Communicator& comm) {
     job.epochs_done = job.epochs_done_at_start = progress->epochs_done;
     for (size_t i = 0; i < finished; ++i) {
       FinishedRun& f = progress->finished[i];
-      TrainedModel m;
-      m.net = DsmilNet(model_config_for(cfg, train_all.feature_dim, job.classes.num_classes()));
+      TrainedModel m = untrained_model(job, train_all.feature_dim);
       load_state_dict(*m.net, f.weights, cfg.checkpoint_dir);
       m.net->to(job.device);
       m.net->eval();
-      m.classes = job.classes;
-      m.average = cfg.average;
       m.thresholds = f.thresholds;
       m.feature_mean = f.feature_mean;
       m.feature_std = f.feature_std;
       m.info = f.info;
       job.models.push_back(std::move(m));
       job.val_results.push_back(restored_eval(runs[i].second, std::move(f.val_probs), f.val_loss));
-      job.folds.push_back(f.fold);
     }
   }
 
@@ -779,7 +778,6 @@ void run_training(const TrainConfig& cfg, Communicator& comm) {
     TrainedModel m = train_model(job, runs[i].first, runs[i].second, run_folds[i], &val_result, std::move(resume));
     job.models.push_back(std::move(m));
     job.val_results.push_back(std::move(val_result));
-    job.folds.push_back(run_folds[i]);
     write_checkpoint(job, nullptr, fmt::format("fold {} finished", run_folds[i]));
     stop_if_asked(job);
   }
