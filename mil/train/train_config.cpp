@@ -59,8 +59,8 @@ const OptionSpec kOptions[] = {
      "TensorBoard event files, written at each epoch end (default: <root>/output/tensorboard when the SageMaker "
      "root exists, where TensorBoardOutputConfig uploads from, else <output-dir>/tensorboard); none = off"},
     {"Checkpoints", "checkpoint-dir", &TrainConfig::checkpoint_dir, "DIR",
-     "Where checkpoints are written and resumed from (default: /opt/ml/checkpoints when it exists, else "
-     "<output-dir>/checkpoints)"},
+     "Where checkpoints are written and resumed from (default: LocalPath of the job's checkpointconfig.json, "
+     "else /opt/ml/checkpoints when it exists, else <output-dir>/checkpoints)"},
     {"Checkpoints", "checkpoint-every-steps", &TrainConfig::checkpoint_every_steps, "N",
      "Also checkpoint every N optimiser steps; 0 = off (there is always one at each epoch end and on SIGTERM)"},
     {"Checkpoints", "checkpoint-every-seconds", &TrainConfig::checkpoint_every_seconds, "S",
