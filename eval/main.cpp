@@ -9,6 +9,7 @@
 
 int main(int argc, char** argv) {
   mil::EvalConfig cfg;
+  bool value_relu = true;
   cxxopts::Options options("dsmil_eval", "Score slides with trained DSMIL models (several --model: majority vote)");
   options.add_options()("model", "model dir, model.pt or reference .pth (repeatable)",
                         cxxopts::value<std::vector<std::string>>(cfg.models))(
@@ -22,6 +23,10 @@ int main(int argc, char** argv) {
       cxxopts::value<std::string>(cfg.plots_dir))(
       "slide-dir", "whole-slide images <slide_id>.<svs|tif|ndpi|...> drawn under the heatmaps (OpenSlide)",
       cxxopts::value<std::string>(cfg.slide_dir))(
+      "value-relu",
+      "for a reference .pth with a value network (b_classifier.v.1.*): false = weights of the authors' 2020 code, "
+      "whose v has no ReLU (the keys cannot tell; default: today's v with ReLU). model.pt records it",
+      cxxopts::value<bool>(value_relu)->implicit_value("true"))(
       "features-key", "HDF5 dataset holding [N, D] features",
       cxxopts::value<std::string>(cfg.features_key)->default_value(cfg.features_key))(
       "on-bad-slide", "fail|skip", cxxopts::value<std::string>(cfg.on_bad_slide)->default_value(cfg.on_bad_slide))(
@@ -39,6 +44,7 @@ int main(int argc, char** argv) {
     if (cfg.on_bad_slide != "fail" && cfg.on_bad_slide != "skip") {
       throw mil::Error("", "--on-bad-slide", "must be fail or skip (got '" + cfg.on_bad_slide + "')");
     }
+    if (result.count("value-relu")) cfg.pth_value_relu = value_relu;
     mil::setup_logging(cfg.log_level);
     mil::set_torch_threads(cfg.threads);
     mil::run_evaluation(cfg);

@@ -7,14 +7,14 @@ namespace mil {
 
 bool ModelConfig::operator==(const ModelConfig& o) const {
   return feature_dim == o.feature_dim && num_classes == o.num_classes && nonlinear_q == o.nonlinear_q &&
-         passing_v == o.passing_v && dropout_v == o.dropout_v;
+         passing_v == o.passing_v && dropout_v == o.dropout_v && value_relu == o.value_relu;
 }
 
 std::string ModelConfig::describe() const {
   std::ostringstream s;
   s << "D=" << feature_dim << " C=" << num_classes << " q=" << (nonlinear_q ? "nonlinear" : "linear")
     << " v=" << (passing_v ? "passing" : "identity");
-  if (passing_v) s << " dropout_v=" << dropout_v;
+  if (passing_v) s << " dropout_v=" << dropout_v << (value_relu ? "" : " v_relu=no");
   return s.str();
 }
 
@@ -36,7 +36,8 @@ BagClassifierImpl::BagClassifierImpl(const ModelConfig& cfg) {
     q_linear = register_module("q", Linear(d, ModelConfig::kQueryDim));
   }
   if (cfg.passing_v) {
-    v = register_module("v", Sequential(Dropout(cfg.dropout_v), Linear(d, d), ReLU()));
+    v = register_module("v", Sequential(Dropout(cfg.dropout_v), Linear(d, d)));
+    if (cfg.value_relu) v->push_back(ReLU());
   }
   fcc = register_module("fcc", Conv1d(Conv1dOptions(cfg.num_classes, cfg.num_classes, d)));
 }

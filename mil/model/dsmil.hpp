@@ -16,6 +16,9 @@ struct ModelConfig {
   bool nonlinear_q = true;    // q = Linear(D,128)-ReLU-Linear(128,128)-Tanh; false: Linear(D,128)
   bool passing_v = false;     // v = Dropout(dropout_v)-Linear(D,D)-ReLU; false: identity
   double dropout_v = 0.0;     // dropout in v, only with passing_v
+  // The ReLU closing v (passing_v only). false: Dropout-Linear, the value network of the authors' 2020
+  // code that produced the paper's MIL-benchmark figures. Same state-dict keys either way.
+  bool value_relu = true;
 
   static constexpr int64_t kQueryDim = 128;  // fixed in the reference
   bool operator==(const ModelConfig& o) const;

@@ -114,11 +114,8 @@ void write_state_dict(const std::string& path, const StateDict& weights) {
 }
 
 nlohmann::json to_json(const ModelConfig& cfg) {
-  return {{"feature_dim", cfg.feature_dim},
-          {"num_classes", cfg.num_classes},
-          {"nonlinear_q", cfg.nonlinear_q},
-          {"passing_v", cfg.passing_v},
-          {"dropout_v", cfg.dropout_v}};
+  return {{"feature_dim", cfg.feature_dim}, {"num_classes", cfg.num_classes}, {"nonlinear_q", cfg.nonlinear_q},
+          {"passing_v", cfg.passing_v},     {"dropout_v", cfg.dropout_v},     {"value_relu", cfg.value_relu}};
 }
 
 ModelConfig model_config_from_json(const nlohmann::json& j, const std::string& source) {
@@ -129,6 +126,7 @@ ModelConfig model_config_from_json(const nlohmann::json& j, const std::string& s
     cfg.nonlinear_q = j.at("nonlinear_q").get<bool>();
     cfg.passing_v = j.at("passing_v").get<bool>();
     cfg.dropout_v = j.value("dropout_v", 0.0);
+    cfg.value_relu = j.value("value_relu", true);  // format 1 had no such key: always the ReLU
   } catch (const nlohmann::json::exception& e) {
     throw Error(source, "config", std::string("invalid model configuration: ") + e.what());
   }
@@ -169,11 +167,25 @@ SavedModel read_model(const std::string& path) {
   }
   saved.weights = state_dict_from_ivalue(value, path);
   saved.config = infer_config(saved.weights, path);
+  saved.config_from_keys = true;
   return saved;
 }
 
-DsmilNet load_model(const std::string& path, nlohmann::json* metadata) {
+DsmilNet load_model(const std::string& path, nlohmann::json* metadata, std::optional<bool> pth_value_relu) {
   SavedModel saved = read_model(path);
+  if (pth_value_relu.has_value()) {
+    const auto text = [](bool b) { return std::string(b ? "true" : "false"); };
+    if (!saved.config_from_keys && *pth_value_relu != saved.config.value_relu) {
+      throw Error(path, "config",
+                  "the model records value_relu " + text(saved.config.value_relu) + "; --value-relu " +
+                      text(*pth_value_relu) + " is for .pth files, whose keys cannot tell");
+    }
+    if (!saved.config.passing_v && !*pth_value_relu) {
+      throw Error(path, "b_classifier.v.1.weight",
+                  "missing: --value-relu false needs a value network (passing-v), and this state dict has none");
+    }
+    saved.config.value_relu = *pth_value_relu;
+  }
   DsmilNet model(saved.config);
   load_state_dict(*model, saved.weights, path);
   model->eval();

@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -38,14 +39,19 @@ struct SavedModel {
   ModelConfig config;
   StateDict weights;
   nlohmann::json metadata = nlohmann::json::object();  // thresholds, class names, ... (set by callers)
+  bool config_from_keys = false;                       // a plain .pth: the architecture was inferred from its keys
 };
-inline constexpr int64_t kModelFormatVersion = 1;
+// 2: config gains value_relu (a format-1 reader would build v with a ReLU regardless).
+inline constexpr int64_t kModelFormatVersion = 2;
 
 void save_model(const std::string& path, DsmilNetImpl& model, const nlohmann::json& metadata = {});
 // Reads our model file, or any reference-style .pth (architecture inferred from its keys).
 SavedModel read_model(const std::string& path);
-// read_model + construct + strict load, in eval mode.
-DsmilNet load_model(const std::string& path, nlohmann::json* metadata = nullptr);
+// read_model + construct + strict load, in eval mode. `pth_value_relu` sets what a .pth's keys cannot
+// tell: whether its value network ends in a ReLU (false: weights of the authors' 2020 code). Given for our
+// own model file, it must agree with the file.
+DsmilNet load_model(const std::string& path, nlohmann::json* metadata = nullptr,
+                    std::optional<bool> pth_value_relu = std::nullopt);
 
 nlohmann::json to_json(const ModelConfig& cfg);
 ModelConfig model_config_from_json(const nlohmann::json& j, const std::string& source);

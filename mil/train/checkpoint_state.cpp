@@ -66,10 +66,14 @@ struct TensorReader {
 };
 
 std::vector<std::string> setting_differences(const json& saved, const json& now) {
+  // An option added after the checkpoint was written trained as its default did.
+  const json defaults = training_settings(TrainConfig{});
   std::vector<std::string> out;
   for (const auto& [key, value] : now.items()) {
     if (!saved.contains(key)) {
-      out.push_back(key + ": not in the checkpoint, now " + value.dump());
+      if (!defaults.contains(key) || defaults[key] != value) {
+        out.push_back(key + ": not in the checkpoint, now " + value.dump());
+      }
     } else if (saved[key] != value) {
       out.push_back(key + ": " + saved[key].dump() + " in the checkpoint, now " + value.dump());
     }

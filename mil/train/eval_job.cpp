@@ -59,7 +59,7 @@ void run_evaluation(const EvalConfig& cfg) {
 
   std::vector<TrainedModel> models;
   for (const auto& path : cfg.models) {
-    models.push_back(load_trained_model(path));
+    models.push_back(load_trained_model(path, cfg.pth_value_relu));
     models.back().net->to(device);
     if (models.back().classes.class_names() != models[0].classes.class_names()) {
       throw Error(path, "", "its classes differ from those of " + cfg.models[0] + ": models cannot vote together");

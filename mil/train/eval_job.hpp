@@ -1,6 +1,7 @@
 #pragma once
 // dsmil_eval's job: score slides with one or more trained models (majority vote), write predictions,
 // metrics when labels are known, per-instance attention for heatmaps, and with --plots PNG figures.
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -14,6 +15,7 @@ struct EvalConfig {
   bool attention = false;                 // --attention: per-slide HDF5 with attention and instance scores
   std::string plots_dir;                  // --plots: roc.png (labelled sets) and heatmaps/<slide>.png; "" = none
   std::string slide_dir;                  // --slide-dir: <slide_id>.<svs|tif|...> drawn under the heatmaps
+  std::optional<bool> pth_value_relu;     // --value-relu: a .pth's value network ends in a ReLU (keys can't tell)
   std::string features_key = "features";  // --features-key
   std::string on_bad_slide = "fail";      // --on-bad-slide: fail|skip
   int prefetch = 4;                       // --prefetch

@@ -71,6 +71,9 @@ const OptionSpec kOptions[] = {
     {"Model", "nonlinear-q", &TrainConfig::nonlinear_q, "BOOL", "Non-linear query projection"},
     {"Model", "passing-v", &TrainConfig::passing_v, "BOOL", "Learned value projection"},
     {"Model", "dropout-node", &TrainConfig::dropout_node, "P", "Dropout in v (only with --passing-v)"},
+    {"Model", "value-relu", &TrainConfig::value_relu, "BOOL",
+     "ReLU after v's Linear (only with --passing-v); false = the authors' 2020 value network (Dropout-Linear) that "
+     "produced the paper's MUSK figures"},
     {"Model", "dropout-patch", &TrainConfig::dropout_patch, "P", "Fraction of instances dropped per bag in training"},
     {"Model", "average", &TrainConfig::average, "BOOL", "Score = (sigmoid(bag) + sigmoid(max instance)) / 2"},
     {"Optimisation", "epochs", &TrainConfig::epochs, "N", "Training epochs"},
@@ -454,6 +457,8 @@ void validate(const TrainConfig& cfg) {
   check(cfg.keep_checkpoints >= 1, "keep-checkpoints", ">= 1", to_text(cfg.keep_checkpoints));
   check(cfg.num_classes >= 0, "num-classes", ">= 0", to_text(cfg.num_classes));
   check(cfg.dropout_node >= 0 && cfg.dropout_node < 1, "dropout-node", "in [0, 1)", to_text(cfg.dropout_node));
+  if (!cfg.value_relu && !cfg.passing_v)
+    throw Error("--value-relu false needs --passing-v (without it v is the identity)");
   check(cfg.dropout_patch >= 0 && cfg.dropout_patch < 1, "dropout-patch", "in [0, 1)", to_text(cfg.dropout_patch));
   check(cfg.epochs >= 1, "epochs", ">= 1", to_text(cfg.epochs));
   check(cfg.lr > 0, "lr", "> 0", to_text(cfg.lr));

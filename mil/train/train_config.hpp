@@ -47,6 +47,7 @@ struct TrainConfig {
   bool nonlinear_q = true;     // --nonlinear-q
   bool passing_v = false;      // --passing-v
   double dropout_node = 0.0;   // --dropout-node: dropout in v (only with --passing-v)
+  bool value_relu = true;      // --value-relu: ReLU closing v (only with --passing-v)
   double dropout_patch = 0.0;  // --dropout-patch: fraction of instances dropped per bag in training
   bool average = false;        // --average: score = (sigmoid(bag) + sigmoid(max instance)) / 2
   // Optimisation

@@ -53,11 +53,11 @@ void save_trained_model(const std::string& dir, TrainedModel& model) {
   io::write_file_atomically(dir + "/thresholds.json", thresholds.dump(2) + "\n");
 }
 
-TrainedModel load_trained_model(const std::string& path) {
+TrainedModel load_trained_model(const std::string& path, std::optional<bool> pth_value_relu) {
   const std::string file = fs::is_directory(path) ? path + "/model.pt" : path;
   nlohmann::json meta;
   TrainedModel model;
-  model.net = load_model(file, &meta);
+  model.net = load_model(file, &meta, pth_value_relu);
   const int64_t c = model.net->config().num_classes;
   if (meta.contains("classes")) {
     try {

@@ -4,6 +4,7 @@
 #include <torch/torch.h>
 
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -33,6 +34,7 @@ void save_trained_model(const std::string& dir, TrainedModel& model);
 
 // A model dir written by save_trained_model, one of its model.pt files, or any reference-style .pth
 // (architecture inferred from its keys; thresholds 0.5; classes "0".."C-1"). Loaded on the CPU, eval mode.
-TrainedModel load_trained_model(const std::string& path);
+// `pth_value_relu`: see load_model.
+TrainedModel load_trained_model(const std::string& path, std::optional<bool> pth_value_relu = std::nullopt);
 
 }  // namespace mil

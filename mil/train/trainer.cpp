@@ -167,6 +167,7 @@ TrainedModel untrained_model(const Job& job, int64_t feature_dim) {
   mc.nonlinear_q = job.cfg.nonlinear_q;
   mc.passing_v = job.cfg.passing_v;
   mc.dropout_v = job.cfg.dropout_node;
+  mc.value_relu = job.cfg.value_relu;
   TrainedModel model;
   model.net = DsmilNet(mc);
   model.classes = job.classes;

@@ -2,6 +2,8 @@
 // keys; broken state dicts are refused naming the key.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "mil/model/state_dict.hpp"
 #include "mil/util/error.hpp"
 #include "tests/test_util.hpp"
@@ -9,12 +11,13 @@
 namespace mil {
 namespace {
 
-ModelConfig small_config(bool nonlinear_q, bool passing_v) {
+ModelConfig small_config(bool nonlinear_q, bool passing_v, bool value_relu = true) {
   ModelConfig cfg;
   cfg.feature_dim = 24;
   cfg.num_classes = 3;
   cfg.nonlinear_q = nonlinear_q;
   cfg.passing_v = passing_v;
+  cfg.value_relu = value_relu;
   return cfg;
 }
 
@@ -125,6 +128,61 @@ TEST(ModelIo, UnexpectedKeyIsRefusedNamingIt) {
         }
       },
       Error);
+}
+
+// The 2020 value network (no ReLU) has today's keys, so only our model file can tell the two apart.
+TEST(ModelIo, ValueNetworkWithoutReluRoundTripsThroughOurFormat) {
+  DsmilNet model(small_config(false, true, false));
+  model->init_orthogonal(5);
+  std::vector<std::string> keys;
+  for (const auto& item : model->named_parameters()) keys.push_back(item.key());
+  EXPECT_NE(std::find(keys.begin(), keys.end(), "b_classifier.v.1.weight"), keys.end());
+
+  test::TempDir dir;
+  save_model(dir.file("model.pt"), *model);
+  DsmilNet loaded = load_model(dir.file("model.pt"));
+  EXPECT_FALSE(loaded->config().value_relu);
+  expect_identical_outputs(*model, *loaded);
+
+  write_state_dict(dir.file("export.pth"), state_dict_of(*model));
+  EXPECT_TRUE(load_model(dir.file("export.pth"))->config().value_relu);  // keys alone: today's variant
+  DsmilNet told = load_model(dir.file("export.pth"), nullptr, false);    // dsmil_eval --value-relu false
+  EXPECT_FALSE(told->config().value_relu);
+  expect_identical_outputs(*model, *told);
+
+  // Told for our own file, it must agree with what the file records; a .pth without v has nothing to tell.
+  EXPECT_NO_THROW(load_model(dir.file("model.pt"), nullptr, false));
+  EXPECT_THROW(
+      {
+        try {
+          load_model(dir.file("model.pt"), nullptr, true);
+        } catch (const Error& e) {
+          EXPECT_NE(std::string(e.what()).find("records value_relu false"), std::string::npos) << e.what();
+          throw;
+        }
+      },
+      Error);
+  DsmilNet no_v(small_config(true, false));
+  write_state_dict(dir.file("no_v.pth"), state_dict_of(*no_v));
+  EXPECT_THROW(load_model(dir.file("no_v.pth"), nullptr, false), Error);
+}
+
+// v = Linear without the ReLU: B = Aᵀ (X Wᵀ + b) keeps negative values; with the ReLU it cannot.
+TEST(ModelIo, ValueReluDecidesWhetherTheBagRepresentationCanBeNegative) {
+  torch::NoGradGuard no_grad;
+  const torch::Tensor x = torch::randn({50, 24});
+  for (bool relu : {true, false}) {
+    DsmilNet model(small_config(false, true, relu));
+    model->init_orthogonal(9);
+    model->eval();
+    const DsmilOutput out = model->forward(x);
+    const auto lin = model->b_classifier->v->named_parameters();
+    torch::Tensor values = torch::addmm(lin["1.bias"], x, lin["1.weight"].t());
+    if (relu) values = torch::relu(values);
+    const torch::Tensor expected = torch::mm(out.attention.t(), values).unsqueeze(0);
+    EXPECT_TRUE(test::all_close(out.bag_representation, expected, 1e-5, 1e-5)) << relu;
+    EXPECT_EQ(out.bag_representation.min().item<float>() < 0, !relu);
+  }
 }
 
 TEST(ModelIo, OrthogonalInitIsSeededAndOrthogonal) {

@@ -10,6 +10,7 @@
 #include "mil/data/synthetic.hpp"
 #include "mil/dist/communicator.hpp"
 #include "mil/io/files.hpp"
+#include "mil/train/checkpoint_state.hpp"
 #include "mil/train/checkpoint_store.hpp"
 #include "mil/train/trainer.hpp"
 #include "mil/util/error.hpp"
@@ -168,6 +169,28 @@ TEST_F(Resume, ACheckpointOfOtherSettingsIsRefusedNamingThem) {
   cfg.checkpoint_every_steps = 7;
   cfg.model_dir = data_->file("other_settings/elsewhere");
   EXPECT_EQ(error_of(cfg), "");
+}
+
+// A checkpoint written before an option existed trained as the option's default: resumable with the default,
+// refused with another value.
+TEST(ResumeSettings, AnOptionNewerThanTheCheckpointCountsAsItsDefault) {
+  TrainConfig cfg;
+  cfg.passing_v = true;
+  JobIdentity older{training_settings(cfg), "digest", 1};
+  older.settings.erase("value-relu");
+  const Checkpoint ckpt{1, "ckpt-1", encode_checkpoint(JobProgress{}, older)};
+
+  JobIdentity now{training_settings(cfg), "digest", 1};
+  EXPECT_NO_THROW(decode_checkpoint(ckpt, now));
+  cfg.value_relu = false;
+  now.settings = training_settings(cfg);
+  try {
+    decode_checkpoint(ckpt, now);
+    ADD_FAILURE() << "a checkpoint without value-relu resumed a job with --value-relu false";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("value-relu: not in the checkpoint, now false"), std::string::npos)
+        << e.what();
+  }
 }
 
 TEST_F(Resume, NoResumeStartsAfreshAndItsCheckpointsComeFirst) {

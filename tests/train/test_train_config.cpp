@@ -505,6 +505,7 @@ TEST(TrainConfig, ValidationNamesTheOption) {
       {[](TrainConfig& c) { c.threads = -1; }, "--threads"},
       {[](TrainConfig& c) { c.log_level = "loud"; }, "--log-level"},
       {[](TrainConfig& c) { c.features_key = ""; }, "--features-key"},
+      {[](TrainConfig& c) { c.value_relu = false; }, "--value-relu false needs --passing-v"},
   };
   for (const Case& c : cases) {
     TrainConfig cfg = valid;
