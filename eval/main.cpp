@@ -9,7 +9,7 @@
 
 int main(int argc, char** argv) {
   mil::EvalConfig cfg;
-  bool value_relu = true;
+  std::string value_relu;  // text, so that "--value-relu false" reads its value (a cxxopts bool would not)
   cxxopts::Options options("dsmil_eval", "Score slides with trained DSMIL models (several --model: majority vote)");
   options.add_options()("model", "model dir, model.pt or reference .pth (repeatable)",
                         cxxopts::value<std::vector<std::string>>(cfg.models))(
@@ -26,7 +26,7 @@ int main(int argc, char** argv) {
       "value-relu",
       "for a reference .pth with a value network (b_classifier.v.1.*): false = weights of the authors' 2020 code, "
       "whose v has no ReLU (the keys cannot tell; default: today's v with ReLU). model.pt records it",
-      cxxopts::value<bool>(value_relu)->implicit_value("true"))(
+      cxxopts::value<std::string>(value_relu))(
       "features-key", "HDF5 dataset holding [N, D] features",
       cxxopts::value<std::string>(cfg.features_key)->default_value(cfg.features_key))(
       "on-bad-slide", "fail|skip", cxxopts::value<std::string>(cfg.on_bad_slide)->default_value(cfg.on_bad_slide))(
@@ -44,7 +44,18 @@ int main(int argc, char** argv) {
     if (cfg.on_bad_slide != "fail" && cfg.on_bad_slide != "skip") {
       throw mil::Error("", "--on-bad-slide", "must be fail or skip (got '" + cfg.on_bad_slide + "')");
     }
-    if (result.count("value-relu")) cfg.pth_value_relu = value_relu;
+    if (!result.unmatched().empty()) {
+      throw mil::Error("unexpected argument '" + result.unmatched().front() + "'");
+    }
+    if (result.count("value-relu")) {
+      if (value_relu == "true" || value_relu == "True" || value_relu == "1") {
+        cfg.pth_value_relu = true;
+      } else if (value_relu == "false" || value_relu == "False" || value_relu == "0") {
+        cfg.pth_value_relu = false;
+      } else {
+        throw mil::Error("", "--value-relu", "must be true or false (got '" + value_relu + "')");
+      }
+    }
     mil::setup_logging(cfg.log_level);
     mil::set_torch_threads(cfg.threads);
     mil::run_evaluation(cfg);

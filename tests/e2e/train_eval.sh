@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # End-to-end: dsmil_train in a faked SageMaker job (bring-your-own-container: no SM_* variables, only the
 # /opt/ml tree with string hyperparameters), its outputs, the failure file on bad input, k-fold with a
-# majority-vote test, dsmil_eval --plots (PNG figures), and dsmil_eval on the authors' own .pth.
+# majority-vote test, dsmil_eval --plots (PNG figures), dsmil_eval on the authors' own .pth, and the 2020
+# value network (--value-relu false): model dir and its .pth + --value-relu false score alike.
 #   usage: train_eval.sh BUILD_DIR TEST_DATA_DIR
 set -euo pipefail
 BUILD=$1
@@ -79,4 +80,21 @@ cp "$DATA/reference/golden/forward_c16_aggregator.h5" "$WORK/ref/slide_a.h5"
 "$BUILD/eval/dsmil_eval" --model "$DATA/reference/c16_aggregator.pth" --test "$WORK/ref" --out "$WORK/ref_eval" \
   > "$WORK/ref.log" 2>&1 || { cat "$WORK/ref.log"; fail "eval of the reference .pth failed"; }
 has "$WORK/ref_eval/predictions.csv" '^slide_a,0\.[0-9]*,[01]$'
+
+# --- 5. The authors' 2020 value network: its .pth keys are today's, so dsmil_eval must be told -------
+"$BUILD/train/dsmil_train" --train "$WORK/train" --epochs 2 --nonlinear-q false --passing-v --value-relu false \
+  --threads 2 --model-dir "$WORK/v_model" --output-dir "$WORK/v_out" > "$WORK/v.log" 2>&1 ||
+  { cat "$WORK/v.log"; fail "training with --value-relu false failed"; }
+probs() { cut -d, -f1,2 "$1/predictions.csv"; }
+for run in "v_dir:$WORK/v_model" "v_told:$WORK/v_model/model.pth --value-relu false" "v_plain:$WORK/v_model/model.pth"; do
+  # shellcheck disable=SC2086  # the model path and its flags split on purpose
+  "$BUILD/eval/dsmil_eval" --model ${run#*:} --test "$WORK/test" --out "$WORK/${run%%:*}" > "$WORK/v_eval.log" 2>&1 ||
+    { cat "$WORK/v_eval.log"; fail "eval ${run%%:*} failed"; }
+done
+[ "$(probs "$WORK/v_dir")" = "$(probs "$WORK/v_told")" ] || fail "model dir and .pth + --value-relu false score differently"
+[ "$(probs "$WORK/v_dir")" != "$(probs "$WORK/v_plain")" ] || fail "the .pth without --value-relu false scored as the 2020 network"
+if "$BUILD/eval/dsmil_eval" --model "$WORK/v_model" --test "$WORK/test" --out "$WORK/v_bad" --value-relu true 2> "$WORK/v_err.log"; then
+  fail "--value-relu true accepted for a model.pt that records false"
+fi
+has "$WORK/v_err.log" "records value_relu false"
 echo "train_eval: all checks passed"
