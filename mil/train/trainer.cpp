@@ -237,6 +237,60 @@ void stop_if_asked(Job& job) {
   if (sig != 0) throw Interrupted(static_cast<int>(sig));
 }
 
+// Forward and backward of one training bag (gradients accumulate over the rank's bags of a step), with
+// patch and node dropout drawn from `bag_seed`. Returns the bag's loss and the instances it trained on.
+std::pair<double, int64_t> train_bag(const Job& job, TrainedModel& model, const BagIndex& train, const Bag& bag,
+                                     uint64_t bag_seed) {
+  {
+    // Node dropout draws from the device's default generator.
+    at::Generator device_gen = at::globalContext().defaultGenerator(job.device);
+    std::lock_guard<std::mutex> lock(device_gen.mutex());
+    device_gen.set_current_seed(mix64(bag_seed));
+  }
+  torch::Tensor x = model.prepare(bag.features, job.device);
+  if (job.cfg.dropout_patch > 0) {
+    // Patch dropout (training only): keep a random floor(N * (1 - p)) instances, at least one.
+    const int64_t n = x.size(0);
+    const int64_t keep = std::max<int64_t>(1, static_cast<int64_t>(std::floor(n * (1.0 - job.cfg.dropout_patch))));
+    at::Generator patch_gen = at::detail::createCPUGenerator(bag_seed);
+    x = x.index_select(0, torch::randperm(n, patch_gen, torch::kLong).slice(0, 0, keep).to(job.device));
+  }
+  const DsmilOutput out = model.net->forward(x);
+  const torch::Tensor loss = dsmil_loss(out, target_tensor(train.bags[static_cast<size_t>(bag.index)]).to(job.device));
+  loss.backward();
+  return {loss.item<double>(), x.size(0)};
+}
+
+// An epoch's outcome for people (a progress line with the ETA), for SageMaker's metric regexes (the
+// [metrics] line) and for TensorBoard; the record joins metrics.json's epochs.
+void report_epoch(Job& job, const EpochRecord& rec, const std::string& fold_text, bool improved) {
+  const TrainConfig& cfg = job.cfg;
+  ++job.epochs_done;
+  const double elapsed = seconds_since(job.start);
+  const double eta =
+      elapsed / std::max(1, job.epochs_done - job.epochs_done_at_start) * (job.total_epochs_planned - job.epochs_done);
+  std::string auc_text;
+  for (size_t c = 0; c < rec.val_auc.size(); ++c) auc_text += fmt::format(" val_auc_{}={:.6f}", c, rec.val_auc[c]);
+  spdlog::info(
+      "[train]{} epoch {}/{}: train_loss {:.4f}, val_loss {:.4f}, val_auc {:.4f}, val_accuracy {:.4f}, "
+      "lr {:.3g}, {:.1f}s ({:.0f} instances/s){}; elapsed {}, eta {}",
+      fold_text, rec.epoch, cfg.epochs, rec.train_loss, rec.val_loss, mean_std(rec.val_auc).first, rec.val_accuracy,
+      rec.lr, rec.seconds, rec.instances_per_second, improved ? ", best so far" : "", format_duration(elapsed),
+      format_duration(eta));
+  // The stable metric line for SageMaker metric_definitions (see README); numbers only, one per key.
+  if (job.comm.is_main()) {
+    fmt::print(
+        "[metrics] fold={} epoch={} train_loss={:.6f} val_loss={:.6f} val_auc={:.6f} val_accuracy={:.6f} "
+        "lr={:.6g} instances_per_second={:.1f}{}\n",
+        rec.fold, rec.epoch, rec.train_loss, rec.val_loss, mean_std(rec.val_auc).first, rec.val_accuracy, rec.lr,
+        rec.instances_per_second, auc_text);
+    std::fflush(stdout);
+    if (job.tensorboard)
+      write_epoch_scalars(*job.tensorboard, rec, cfg.folds > 0 ? fmt::format("fold_{}/", rec.fold) : "");
+  }
+  job.epoch_records.push_back(rec.to_json());
+}
+
 // Trains one model on `train` and selects its best epoch on `val` (when there is one), from scratch or from
 // `resume`. `best_val` receives the validation scores of the kept epoch (empty without a validation set).
 TrainedModel train_model(Job& job, const BagIndex& train, const BagIndex& val, int fold, EvalResult* best_val,
@@ -360,29 +414,11 @@ TrainedModel train_model(Job& job, const BagIndex& train, const BagIndex& val, i
     for (int64_t step = p.step; step < steps; ++step) {
       optimizer->zero_grad();
       for (int k = 0; k < per_rank; ++k) {
-        const Bag bag = loader.next();
         const uint64_t bag_seed = slot_seed(dropout_seed, epoch, step * bags_per_step + first_slot + k);
-        {
-          // Node dropout draws from the device's default generator.
-          at::Generator device_gen = at::globalContext().defaultGenerator(job.device);
-          std::lock_guard<std::mutex> lock(device_gen.mutex());
-          device_gen.set_current_seed(mix64(bag_seed));
-        }
-        torch::Tensor x = model.prepare(bag.features, job.device);
-        if (cfg.dropout_patch > 0) {
-          // Patch dropout (training only): keep a random floor(N * (1 - p)) instances, at least one.
-          const int64_t n = x.size(0);
-          const int64_t keep = std::max<int64_t>(1, static_cast<int64_t>(std::floor(n * (1.0 - cfg.dropout_patch))));
-          at::Generator patch_gen = at::detail::createCPUGenerator(bag_seed);
-          x = x.index_select(0, torch::randperm(n, patch_gen, torch::kLong).slice(0, 0, keep).to(job.device));
-        }
-        const DsmilOutput out = model.net->forward(x);
-        const torch::Tensor loss =
-            dsmil_loss(out, target_tensor(train.bags[static_cast<size_t>(bag.index)]).to(job.device));
-        loss.backward();  // accumulates over the rank's bags of the step
-        bag_stats.push_back(loss.item<double>());
-        bag_stats.push_back(static_cast<double>(x.size(0)));
-        instances += x.size(0);
+        const auto [loss, trained] = train_bag(job, model, train, loader.next(), bag_seed);
+        bag_stats.push_back(loss);
+        bag_stats.push_back(static_cast<double>(trained));
+        instances += trained;
       }
       // Ranks asked to stop (SIGTERM, SIGINT), and whether rank 0's clock says a checkpoint is due, ride in
       // the gradient all-reduce: every rank learns both at the same step.
@@ -458,30 +494,7 @@ TrainedModel train_model(Job& job, const BagIndex& train, const BagIndex& val, i
       spdlog::info("[data] RAM cache: {} bags, {:.1f} MB ({})", loader.cached_bags(), loader.cache_bytes() / 1e6,
                    cfg.cache == "ram" ? "float16" : "float32");
     }
-    ++job.epochs_done;
-    const double elapsed = seconds_since(job.start);
-    const double eta = elapsed / std::max(1, job.epochs_done - job.epochs_done_at_start) *
-                       (job.total_epochs_planned - job.epochs_done);
-    std::string auc_text;
-    for (size_t c = 0; c < rec.val_auc.size(); ++c) auc_text += fmt::format(" val_auc_{}={:.6f}", c, rec.val_auc[c]);
-    spdlog::info(
-        "[train]{} epoch {}/{}: train_loss {:.4f}, val_loss {:.4f}, val_auc {:.4f}, val_accuracy {:.4f}, "
-        "lr {:.3g}, {:.1f}s ({:.0f} instances/s){}; elapsed {}, eta {}",
-        fold_text, rec.epoch, cfg.epochs, rec.train_loss, rec.val_loss, mean_std(rec.val_auc).first, rec.val_accuracy,
-        lr, rec.seconds, rec.instances_per_second, improved ? ", best so far" : "", format_duration(elapsed),
-        format_duration(eta));
-    // The stable metric line for SageMaker metric_definitions (see README); numbers only, one per key.
-    if (job.comm.is_main()) {
-      fmt::print(
-          "[metrics] fold={} epoch={} train_loss={:.6f} val_loss={:.6f} val_auc={:.6f} val_accuracy={:.6f} "
-          "lr={:.6g} instances_per_second={:.1f}{}\n",
-          fold, rec.epoch, rec.train_loss, rec.val_loss, mean_std(rec.val_auc).first, rec.val_accuracy, lr,
-          rec.instances_per_second, auc_text);
-      std::fflush(stdout);
-      if (job.tensorboard)
-        write_epoch_scalars(*job.tensorboard, rec, cfg.folds > 0 ? fmt::format("fold_{}/", fold) : "");
-    }
-    job.epoch_records.push_back(rec.to_json());
+    report_epoch(job, rec, fold_text, improved);
 
     p.epoch = epoch + 1;
     p.step = 0;
