@@ -4,7 +4,6 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -13,10 +12,6 @@
 
 namespace mil::io {
 namespace {
-
-std::string errno_text() {
-  return std::strerror(errno);
-}
 
 void write_all(int fd, std::string_view bytes, const std::string& path) {
   const char* p = bytes.data();
@@ -70,7 +65,7 @@ void write_file_atomically(const std::string& path, std::string_view bytes) {
 
 std::string read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error(path, "", std::string("cannot open: ") + std::strerror(errno));
+  if (!in) throw Error(path, "", "cannot open: " + errno_text());
   std::ostringstream ss;
   ss << in.rdbuf();
   if (in.bad()) throw Error(path, "", "read failed");

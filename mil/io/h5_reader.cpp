@@ -3,7 +3,6 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <cstring>
 #include <filesystem>
 
 #include "mil/util/error.hpp"
@@ -64,7 +63,7 @@ H5Reader::H5Reader(const std::string& file) : file_(file) {
   H5::Exception::dontPrint();  // we report errors ourselves, once
   std::error_code ec;
   if (!std::filesystem::is_regular_file(file, ec)) throw Error(file, "", "no such file");
-  if (::access(file.c_str(), R_OK) != 0) throw Error(file, "", std::string("cannot read: ") + std::strerror(errno));
+  if (::access(file.c_str(), R_OK) != 0) throw Error(file, "", "cannot read: " + errno_text());
   if (H5Fis_hdf5(file.c_str()) <= 0) throw Error(file, "", "not an HDF5 file (or truncated)");
   try {
     h5_.openFile(file, H5F_ACC_RDONLY);

@@ -7,7 +7,6 @@
 #include <cerrno>
 #include <chrono>
 #include <climits>
-#include <cstring>
 #include <ctime>
 #include <filesystem>
 
@@ -18,10 +17,6 @@ namespace mil::io {
 namespace {
 
 namespace fs = std::filesystem;
-
-std::string errno_text() {
-  return std::strerror(errno);
-}
 
 double unix_seconds_now() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();

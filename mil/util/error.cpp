@@ -1,5 +1,8 @@
 #include "mil/util/error.hpp"
 
+#include <cerrno>
+#include <cstring>
+
 namespace mil {
 namespace {
 // "file: object: reason", leaving out the parts that are empty.
@@ -16,5 +19,9 @@ Error::Error(std::string file, std::string object, std::string reason)
       file_(std::move(file)),
       object_(std::move(object)),
       reason_(std::move(reason)) {}
+
+std::string errno_text() {
+  return std::strerror(errno);
+}
 
 }  // namespace mil

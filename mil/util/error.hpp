@@ -22,4 +22,7 @@ class Error : public std::runtime_error {
   std::string reason_;
 };
 
+// The C library's text for the current errno ("No such file or directory"), for an Error's reason.
+std::string errno_text();
+
 }  // namespace mil
