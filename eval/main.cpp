@@ -48,13 +48,14 @@ int main(int argc, char** argv) {
       throw mil::Error("unexpected argument '" + result.unmatched().front() + "'");
     }
     if (result.count("value-relu")) {
-      if (value_relu == "true" || value_relu == "True" || value_relu == "1") {
-        cfg.pth_value_relu = true;
-      } else if (value_relu == "false" || value_relu == "False" || value_relu == "0") {
-        cfg.pth_value_relu = false;
-      } else {
+      // cxxopts' own reading of booleans, as dsmil_train's options use.
+      bool b = true;
+      try {
+        cxxopts::values::parse_value(value_relu, b);
+      } catch (const cxxopts::exceptions::exception&) {
         throw mil::Error("", "--value-relu", "must be true or false (got '" + value_relu + "')");
       }
+      cfg.pth_value_relu = b;
     }
     mil::setup_logging(cfg.log_level);
     mil::set_torch_threads(cfg.threads);

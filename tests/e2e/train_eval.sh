@@ -97,4 +97,8 @@ if "$BUILD/eval/dsmil_eval" --model "$WORK/v_model" --test "$WORK/test" --out "$
   fail "--value-relu true accepted for a model.pt that records false"
 fi
 has "$WORK/v_err.log" "records value_relu false"
+if "$BUILD/eval/dsmil_eval" --model "$WORK/v_model" --test "$WORK/test" --out "$WORK/v_bad" --value-relu maybe 2> "$WORK/v_err.log"; then
+  fail "--value-relu maybe accepted"
+fi
+has "$WORK/v_err.log" "'--value-relu': must be true or false (got 'maybe')"
 echo "train_eval: all checks passed"
