@@ -36,8 +36,8 @@ struct TrainConfig {
   std::string tensorboard_dir;  // --tensorboard-dir: TensorBoard event files; default <root>/output/tensorboard when
                                 // <root> exists, else <output-dir>/tensorboard; "none" = off
   // Checkpoints (see checkpoint_state.hpp): written at each epoch end, on these schedules, and on SIGTERM
-  std::string checkpoint_dir;             // --checkpoint-dir; default /opt/ml/checkpoints if it exists, else
-                                          // <output-dir>/checkpoints
+  std::string checkpoint_dir;             // --checkpoint-dir; default checkpointconfig.json's LocalPath, else
+                                          // /opt/ml/checkpoints if it exists, else <output-dir>/checkpoints
   int checkpoint_every_steps = 0;         // --checkpoint-every-steps: also every N optimiser steps; 0 = off
   double checkpoint_every_seconds = 300;  // --checkpoint-every-seconds: also when this long since the last; 0 = off
   int keep_checkpoints = 2;               // --keep-checkpoints: the newest K are kept

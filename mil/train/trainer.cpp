@@ -314,17 +314,17 @@ TrainedModel train_model(Job& job, const BagIndex& train, const BagIndex& val, i
     p.fold = fold;
     p.best_weights = state_dict_of(*model.net);
     p.best_thresholds = model.thresholds;
-  }
-  if (!resume && cfg.standardize) {
-    // Rank 0 reads the training split once; the other ranks take its statistics.
-    if (job.comm.is_main()) {
-      std::tie(model.feature_mean, model.feature_std) = feature_statistics(train, cfg.features_key, cfg.prefetch);
-    } else {
-      model.feature_mean = torch::empty({train.feature_dim}, torch::kFloat);
-      model.feature_std = torch::empty({train.feature_dim}, torch::kFloat);
+    if (cfg.standardize) {
+      // Rank 0 reads the training split once; the other ranks take its statistics.
+      if (job.comm.is_main()) {
+        std::tie(model.feature_mean, model.feature_std) = feature_statistics(train, cfg.features_key, cfg.prefetch);
+      } else {
+        model.feature_mean = torch::empty({train.feature_dim}, torch::kFloat);
+        model.feature_std = torch::empty({train.feature_dim}, torch::kFloat);
+      }
+      job.comm.broadcast(model.feature_mean, 0);
+      job.comm.broadcast(model.feature_std, 0);
     }
-    job.comm.broadcast(model.feature_mean, 0);
-    job.comm.broadcast(model.feature_std, 0);
   }
 
   OptimizerConfig opt_cfg;
