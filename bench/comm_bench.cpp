@@ -11,7 +11,7 @@
 #include "mil/dist/communicator.hpp"
 #include "mil/dist/parameter_sync.hpp"
 #include "mil/model/loss.hpp"
-#include "mil/util/cli.hpp"
+#include "mil/util/logging.hpp"
 #include "mil/util/threads.hpp"
 
 namespace {

@@ -19,7 +19,7 @@
 #include "mil/data/synthetic.hpp"
 #include "mil/model/loss.hpp"
 #include "mil/train/optimizer.hpp"
-#include "mil/util/cli.hpp"
+#include "mil/util/logging.hpp"
 #include "mil/util/threads.hpp"
 
 namespace {

@@ -4,7 +4,7 @@
 #include <cxxopts.hpp>
 
 #include "mil/data/synthetic.hpp"
-#include "mil/util/cli.hpp"
+#include "mil/util/logging.hpp"
 
 int main(int argc, char** argv) {
   mil::SyntheticOptions o;

@@ -1,16 +1,14 @@
 #pragma once
 // Timing helpers shared by the benchmark binaries.
 #include <algorithm>
-#include <chrono>
 #include <vector>
+
+#include "mil/util/clock.hpp"
 
 namespace mil::bench {
 
-using Clock = std::chrono::steady_clock;
-
-inline double seconds_since(Clock::time_point t) {
-  return std::chrono::duration<double>(Clock::now() - t).count();
-}
+using mil::Clock;
+using mil::seconds_since;
 
 inline double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());

@@ -15,7 +15,7 @@ packages=(
   libcairo2-dev libopenslide-dev  # dsmil_eval --plots: PNG drawing, slide thumbnails
   libprotobuf-dev protobuf-compiler libisal-dev  # TensorBoard event files: Event protos, CRC32C
   libcxxopts-dev libspdlog-dev nlohmann-json3-dev
-  libgtest-dev libgmock-dev libbenchmark-dev
+  libgtest-dev libgmock-dev  # gmock: Debian's GTest CMake targets refer to it
 )
 
 missing=()

@@ -3,7 +3,11 @@
 #include <torch/torch.h>
 
 #include <filesystem>
+#include <optional>
 #include <string>
+#include <vector>
+
+#include "mil/util/error.hpp"
 
 namespace mil::test {
 
@@ -25,6 +29,26 @@ inline ::testing::AssertionResult all_close(const torch::Tensor& actual, const t
   return ::testing::AssertionFailure() << "element " << worst << ": " << a.flatten()[worst].item<double>()
                                        << " vs expected " << e.flatten()[worst].item<double>() << " (rtol " << rtol
                                        << ", atol " << atol << ")";
+}
+
+// Passes when `fn` throws mil::Error whose message holds every one of `parts` (and, when given, whose
+// object() is `object`): what a user is told must name what they got wrong.
+template <typename Fn>
+::testing::AssertionResult throws_error_naming(Fn&& fn, const std::vector<std::string>& parts,
+                                               const std::optional<std::string>& object = std::nullopt) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    const std::string msg = e.what();
+    for (const std::string& p : parts) {
+      if (msg.find(p) == std::string::npos) return ::testing::AssertionFailure() << "'" << p << "' not in: " << msg;
+    }
+    if (object && e.object() != *object) {
+      return ::testing::AssertionFailure() << "object '" << e.object() << "', expected '" << *object << "': " << msg;
+    }
+    return ::testing::AssertionSuccess();
+  }
+  return ::testing::AssertionFailure() << "no mil::Error thrown";
 }
 
 // A fresh empty directory under the system temp dir, removed when the object goes away.

@@ -9,10 +9,10 @@
 #include <string>
 #include <vector>
 
+#include "mil/config/train_config.hpp"
 #include "mil/dist/communicator.hpp"
-#include "mil/train/train_config.hpp"
 #include "mil/train/trainer.hpp"
-#include "mil/util/cli.hpp"
+#include "mil/util/logging.hpp"
 #include "mil/util/stop_signal.hpp"
 #include "mil/util/threads.hpp"
 

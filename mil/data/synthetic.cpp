@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "mil/io/files.hpp"
 #include "mil/io/h5_reader.hpp"
 #include "mil/util/error.hpp"
 
@@ -15,7 +16,7 @@ namespace mil {
 
 void write_synthetic_channel(const std::string& dir, const SyntheticOptions& o) {
   if (o.num_bags < 1 || o.feature_dim < 1 || o.num_classes < 1) throw Error("synthetic data: bad options");
-  std::filesystem::create_directories(dir);
+  io::ensure_dir(dir, "the synthetic channel");
   // One unit direction per class: witnesses of class c are background + signal * direction_c.
   at::Generator direction_gen = at::detail::createCPUGenerator(o.direction_seed);
   torch::Tensor directions = torch::randn({o.num_classes, o.feature_dim}, direction_gen);

@@ -101,4 +101,16 @@ CsvTable read_csv(const std::string& path) {
   return table;
 }
 
+std::string csv_field(const std::string& value) {
+  const bool blank_edge =
+      !value.empty() && (value.front() == ' ' || value.front() == '\t' || value.back() == ' ' || value.back() == '\t');
+  if (value.find_first_of(",\"\r\n") == std::string::npos && !blank_edge) return value;
+  std::string out = "\"";
+  for (char c : value) {
+    out += c;
+    if (c == '"') out += '"';
+  }
+  return out + "\"";
+}
+
 }  // namespace mil::io

@@ -22,4 +22,8 @@ struct CsvTable {
 // text after a closing quote, or a row whose field count differs from the header's. Blank lines are skipped.
 CsvTable read_csv(const std::string& path);
 
+// One field as RFC 4180 writes it: quoted (inner quotes doubled) when it holds a comma, a quote, CR or LF,
+// or leading/trailing blanks (which read_csv trims from unquoted fields); as it is otherwise.
+std::string csv_field(const std::string& value);
+
 }  // namespace mil::io

@@ -63,6 +63,13 @@ void write_file_atomically(const std::string& path, std::string_view bytes) {
   fsync_directory(target.parent_path());
 }
 
+void ensure_dir(const std::string& dir, const std::string& what) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) throw Error(dir, "", "cannot create " + what + ": " + ec.message());
+  if (!std::filesystem::is_directory(dir, ec)) throw Error(dir, "", what + " exists and is not a directory");
+}
+
 std::string read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw Error(path, "", "cannot open: " + errno_text());

@@ -139,10 +139,6 @@ double H5Reader::number_attribute(const std::string& object, const std::string& 
   }
 }
 
-std::vector<int64_t> h5_dataset_shape(const std::string& file, const std::string& dataset) {
-  return H5Reader(file).info(dataset).shape;
-}
-
 torch::Tensor read_h5_float_tensor(const std::string& file, const std::string& dataset) {
   return H5Reader(file).read_float(dataset);
 }

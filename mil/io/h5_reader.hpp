@@ -38,7 +38,6 @@ class H5Reader {
 };
 
 // One-shot conveniences.
-std::vector<int64_t> h5_dataset_shape(const std::string& file, const std::string& dataset);
 torch::Tensor read_h5_float_tensor(const std::string& file, const std::string& dataset);
 double read_h5_number_attribute(const std::string& file, const std::string& object, const std::string& attribute);
 

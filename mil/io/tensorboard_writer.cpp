@@ -10,6 +10,7 @@
 #include <ctime>
 #include <filesystem>
 
+#include "mil/io/files.hpp"
 #include "mil/io/tensorboard_event.pb.h"
 #include "mil/util/error.hpp"
 
@@ -51,9 +52,7 @@ uint32_t masked_crc32c(std::string_view data) {
 }
 
 TensorBoardWriter::TensorBoardWriter(const std::string& dir) {
-  std::error_code ec;
-  fs::create_directories(dir, ec);
-  if (ec) throw Error(dir, "", "cannot create the TensorBoard directory: " + ec.message());
+  ensure_dir(dir, "the TensorBoard directory");
   // TensorFlow's name, plus a counter when a file of this second already exists (a quick restart).
   const std::string base =
       (fs::path(dir) / ("events.out.tfevents." + std::to_string(std::time(nullptr)) + "." + host_name())).string();

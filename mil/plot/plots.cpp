@@ -10,8 +10,8 @@
 #include <memory>
 #include <numeric>
 
+#include "mil/eval/metrics.hpp"
 #include "mil/io/files.hpp"
-#include "mil/train/metrics.hpp"
 #include "mil/util/error.hpp"
 
 namespace mil {
@@ -212,24 +212,12 @@ std::string find_slide_file(const std::string& dir, const std::string& slide_id)
   return "";
 }
 
-RocLayout write_roc_png(const std::string& path, const std::vector<std::vector<double>>& probs,
-                        const std::vector<std::vector<int>>& targets, const std::vector<std::string>& class_names) {
-  if (probs.size() != targets.size()) {
-    throw Error(path, "", fmt::format("{} score rows for {} label rows", probs.size(), targets.size()));
-  }
-  RocLayout L;
-  L.x = 70, L.y = 40, L.w = 440, L.h = 440;
-  L.width = 540, L.height = 540;
+namespace {
+
+// Grid, frame, ticks, tick labels, axis titles and the title of a ROC plot with layout L.
+void draw_roc_axes(cairo_t* cr, const RocLayout& L, size_t slides) {
   auto px = [&](double fpr) { return L.x + fpr * L.w; };
   auto py = [&](double tpr) { return L.y + (1 - tpr) * L.h; };
-
-  Surface surface = new_surface(path, L.width, L.height);
-  cairo_t* cr = cairo_create(surface.get());
-  Context owner(cr);
-  cairo_set_source_rgb(cr, 1, 1, 1);
-  cairo_paint(cr);
-
-  // Grid, frame, ticks, tick labels.
   set_font(cr, 12);
   for (int i = 0; i <= 5; ++i) {
     const double v = i / 5.0;
@@ -257,7 +245,7 @@ RocLayout write_roc_png(const std::string& path, const std::vector<std::vector<d
   draw_text(cr, "True positive rate", 0, 0, 0.5, 0.5);
   cairo_restore(cr);
   set_font(cr, 15, true);
-  draw_text(cr, fmt::format("ROC ({} slides)", probs.size()), L.x + L.w / 2, 12, 0.5, 0);
+  draw_text(cr, fmt::format("ROC ({} slides)", slides), L.x + L.w / 2, 12, 0.5, 0);
 
   // Chance diagonal.
   cairo_set_source_rgb(cr, 0.55, 0.55, 0.55);
@@ -267,8 +255,15 @@ RocLayout write_roc_png(const std::string& path, const std::vector<std::vector<d
   cairo_move_to(cr, px(0), py(0)), cairo_line_to(cr, px(1), py(1));
   cairo_stroke(cr);
   cairo_set_dash(cr, nullptr, 0, 0);
+}
 
-  // One curve per class; a class with one label value only has no curve.
+// One curve per class; a class with one label value only has no curve. Returns the legend's lines.
+std::vector<std::string> draw_roc_curves(cairo_t* cr, const RocLayout& L, const std::string& path,
+                                         const std::vector<std::vector<double>>& probs,
+                                         const std::vector<std::vector<int>>& targets,
+                                         const std::vector<std::string>& class_names) {
+  auto px = [&](double fpr) { return L.x + fpr * L.w; };
+  auto py = [&](double tpr) { return L.y + (1 - tpr) * L.h; };
   std::vector<std::string> legend;
   for (size_t c = 0; c < class_names.size(); ++c) {
     std::vector<double> scores(probs.size());
@@ -293,8 +288,11 @@ RocLayout write_roc_png(const std::string& path, const std::vector<std::vector<d
     }
     cairo_stroke(cr);
   }
+  return legend;
+}
 
-  // Legend in the lower-right corner, where a useful curve never goes.
+// The legend in the lower-right corner, where a useful curve never goes.
+void draw_roc_legend(cairo_t* cr, const RocLayout& L, const std::vector<std::string>& legend) {
   set_font(cr, 12);
   double text_w = 0;
   for (const auto& s : legend) text_w = std::max(text_w, text_width(cr, s));
@@ -316,34 +314,23 @@ RocLayout write_roc_png(const std::string& path, const std::vector<std::vector<d
     cairo_set_source_rgb(cr, 0, 0, 0);
     draw_text(cr, legend[c], bx + 36, y, 0, 0.5);
   }
-  save_png(surface.get(), path);
-  return L;
 }
 
-HeatmapLayout write_heatmap_png(const std::string& path, const std::vector<std::array<int64_t, 2>>& coords,
-                                const std::vector<double>& scores, const HeatmapOptions& options) {
-  if (coords.size() != scores.size()) {
-    throw Error(path, "", fmt::format("{} coords for {} scores", coords.size(), scores.size()));
-  }
-  if (coords.empty()) throw Error(path, "", "no patches to draw");
-  if (options.max_side < 16) throw Error(path, "", fmt::format("max_side {} is too small", options.max_side));
-  for (size_t i = 0; i < scores.size(); ++i) {
-    if (!std::isfinite(scores[i])) throw Error(path, "", fmt::format("the score of patch {} is not finite", i));
-  }
+// Where the map goes: the patches' bounding box, or with a slide the whole slide (and any patch outside it),
+// scaled to max_side, with room for the title and the colour bar.
+HeatmapLayout heatmap_layout(const std::vector<std::array<int64_t, 2>>& coords, const HeatmapOptions& options,
+                             openslide_t* slide, int& bar_h) {
   HeatmapLayout L;
   L.patch_size = options.patch_size > 0 ? options.patch_size : infer_patch_size(coords);
-
-  // The map covers the patches' bounding box, or with a slide the whole slide (and any patch outside it).
   double x0 = INFINITY, y0 = INFINITY, x1 = -INFINITY, y1 = -INFINITY;
   for (const auto& c : coords) {
     x0 = std::min(x0, static_cast<double>(c[0])), y0 = std::min(y0, static_cast<double>(c[1]));
     x1 = std::max(x1, static_cast<double>(c[0] + L.patch_size));
     y1 = std::max(y1, static_cast<double>(c[1] + L.patch_size));
   }
-  Slide slide = options.slide_path.empty() ? nullptr : open_slide(options.slide_path);
-  if (slide) {
+  if (slide != nullptr) {
     int64_t w = 0, h = 0;
-    openslide_get_level0_dimensions(slide.get(), &w, &h);
+    openslide_get_level0_dimensions(slide, &w, &h);
     x0 = std::min(x0, 0.0), y0 = std::min(y0, 0.0);
     x1 = std::max(x1, static_cast<double>(w)), y1 = std::max(y1, static_cast<double>(h));
   }
@@ -352,38 +339,22 @@ HeatmapLayout write_heatmap_png(const std::string& path, const std::vector<std::
   L.map_w = std::max(1, static_cast<int>(std::lround((x1 - x0) * L.scale)));
   L.map_h = std::max(1, static_cast<int>(std::lround((y1 - y0) * L.scale)));
   const int margin = 12, title_h = options.title.empty() ? 0 : 26, bar_w = 18, label_w = 80;
-  const int bar_h = std::max(L.map_h, 160);
+  bar_h = std::max(L.map_h, 160);
   L.map_x = margin, L.map_y = margin + title_h;
   L.width = L.map_x + L.map_w + 16 + bar_w + label_w;
   L.height = L.map_y + bar_h + margin;
+  return L;
+}
 
-  Surface surface = new_surface(path, L.width, L.height);
-  cairo_t* cr = cairo_create(surface.get());
-  Context owner(cr);
-  cairo_set_source_rgb(cr, 1, 1, 1);
-  cairo_paint(cr);
-  if (!options.title.empty()) {
-    cairo_set_source_rgb(cr, 0, 0, 0);
-    set_font(cr, 14, true);
-    draw_text(cr, options.title, L.map_x, margin, 0, 0);
-  }
-
-  if (slide) {
-    if (Surface thumb = read_thumbnail(slide.get(), options.slide_path, L)) {
-      cairo_set_source_surface(cr, thumb.get(), L.map_x, L.map_y);
-      cairo_paint(cr);
-      L.thumbnail = true;
-    }
-  }
-
-  // Patches in rising score order, so the hottest stay visible where patches overlap or shrink below a pixel;
-  // edges snapped to whole pixels so neighbours tile without seams.
+// Patches in rising score order, so the hottest stay visible where patches overlap or shrink below a pixel;
+// edges snapped to whole pixels so neighbours tile without seams.
+void draw_patches(cairo_t* cr, const HeatmapLayout& L, const std::vector<std::array<int64_t, 2>>& coords,
+                  const std::vector<double>& scores, double alpha) {
   const auto [lo, hi] = std::minmax_element(scores.begin(), scores.end());
   const double lo_v = *lo, span = *hi - *lo;
   std::vector<size_t> order(scores.size());
   std::iota(order.begin(), order.end(), size_t{0});
   std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return scores[a] < scores[b]; });
-  const double alpha = L.thumbnail ? options.alpha : 1.0;
   cairo_set_antialias(cr, CAIRO_ANTIALIAS_NONE);
   for (size_t i : order) {
     const auto edge = [&](double level0, double origin, int offset) {
@@ -404,8 +375,11 @@ HeatmapLayout write_heatmap_png(const std::string& path, const std::vector<std::
   cairo_set_line_width(cr, 1);
   cairo_rectangle(cr, L.map_x - 0.5, L.map_y - 0.5, L.map_w + 1, L.map_h + 1);
   cairo_stroke(cr);
+}
 
-  // Colour bar: the same stops as viridis_rgb, top = highest score, labelled with the raw range.
+// Colour bar: the same stops as viridis_rgb, top = highest score, labelled with the raw range.
+void draw_colour_bar(cairo_t* cr, const HeatmapLayout& L, int bar_h, double lo, double hi) {
+  const int bar_w = 18;
   const double bar_x = L.map_x + L.map_w + 16, bar_y = L.map_y;
   cairo_pattern_t* gradient = cairo_pattern_create_linear(0, bar_y + bar_h, 0, bar_y);
   for (size_t k = 0; k < kViridis.size(); ++k) {
@@ -418,13 +392,71 @@ HeatmapLayout write_heatmap_png(const std::string& path, const std::vector<std::
   cairo_pattern_destroy(gradient);
   cairo_set_source_rgb(cr, 0, 0, 0);
   set_font(cr, 11);
-  draw_text(cr, fmt::format("{:.3g}", *hi), bar_x + bar_w + 5, bar_y, 0, 0);
-  draw_text(cr, fmt::format("{:.3g}", lo_v), bar_x + bar_w + 5, bar_y + bar_h, 0, 1);
+  draw_text(cr, fmt::format("{:.3g}", hi), bar_x + bar_w + 5, bar_y, 0, 0);
+  draw_text(cr, fmt::format("{:.3g}", lo), bar_x + bar_w + 5, bar_y + bar_h, 0, 1);
   cairo_save(cr);
   cairo_translate(cr, bar_x + bar_w + 12, bar_y + bar_h / 2.0);
   cairo_rotate(cr, -kPi / 2);
   draw_text(cr, "attention", 0, 0, 0.5, 0);
   cairo_restore(cr);
+}
+
+}  // namespace
+
+RocLayout write_roc_png(const std::string& path, const std::vector<std::vector<double>>& probs,
+                        const std::vector<std::vector<int>>& targets, const std::vector<std::string>& class_names) {
+  if (probs.size() != targets.size()) {
+    throw Error(path, "", fmt::format("{} score rows for {} label rows", probs.size(), targets.size()));
+  }
+  RocLayout L;
+  L.x = 70, L.y = 40, L.w = 440, L.h = 440;
+  L.width = 540, L.height = 540;
+  Surface surface = new_surface(path, L.width, L.height);
+  cairo_t* cr = cairo_create(surface.get());
+  Context owner(cr);
+  cairo_set_source_rgb(cr, 1, 1, 1);
+  cairo_paint(cr);
+  draw_roc_axes(cr, L, probs.size());
+  const std::vector<std::string> legend = draw_roc_curves(cr, L, path, probs, targets, class_names);
+  draw_roc_legend(cr, L, legend);
+  save_png(surface.get(), path);
+  return L;
+}
+
+HeatmapLayout write_heatmap_png(const std::string& path, const std::vector<std::array<int64_t, 2>>& coords,
+                                const std::vector<double>& scores, const HeatmapOptions& options) {
+  if (coords.size() != scores.size()) {
+    throw Error(path, "", fmt::format("{} coords for {} scores", coords.size(), scores.size()));
+  }
+  if (coords.empty()) throw Error(path, "", "no patches to draw");
+  if (options.max_side < 16) throw Error(path, "", fmt::format("max_side {} is too small", options.max_side));
+  for (size_t i = 0; i < scores.size(); ++i) {
+    if (!std::isfinite(scores[i])) throw Error(path, "", fmt::format("the score of patch {} is not finite", i));
+  }
+  Slide slide = options.slide_path.empty() ? nullptr : open_slide(options.slide_path);
+  int bar_h = 0;
+  HeatmapLayout L = heatmap_layout(coords, options, slide.get(), bar_h);
+
+  Surface surface = new_surface(path, L.width, L.height);
+  cairo_t* cr = cairo_create(surface.get());
+  Context owner(cr);
+  cairo_set_source_rgb(cr, 1, 1, 1);
+  cairo_paint(cr);
+  if (!options.title.empty()) {
+    cairo_set_source_rgb(cr, 0, 0, 0);
+    set_font(cr, 14, true);
+    draw_text(cr, options.title, L.map_x, 12, 0, 0);
+  }
+  if (slide) {
+    if (Surface thumb = read_thumbnail(slide.get(), options.slide_path, L)) {
+      cairo_set_source_surface(cr, thumb.get(), L.map_x, L.map_y);
+      cairo_paint(cr);
+      L.thumbnail = true;
+    }
+  }
+  draw_patches(cr, L, coords, scores, L.thumbnail ? options.alpha : 1.0);
+  const auto [lo, hi] = std::minmax_element(scores.begin(), scores.end());
+  draw_colour_bar(cr, L, bar_h, *lo, *hi);
   save_png(surface.get(), path);
   return L;
 }

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <sstream>
 
+#include "mil/config/options.hpp"
 #include "mil/util/error.hpp"
 
 namespace mil {
@@ -86,18 +87,8 @@ std::vector<std::string> setting_differences(const json& saved, const json& now)
 
 }  // namespace
 
-// Options that say where things are or how fast they run, not what is trained.
-// clang-format off
-const char* const kNotTrainingSettings[] = {
-    "train", "validation", "test", "labels", "validation-labels", "test-labels", "split-csv", "prefetch",
-    "model-dir", "output-dir", "failure-file", "tensorboard-dir", "threads", "device", "log-level",
-    "checkpoint-dir", "checkpoint-every-steps", "checkpoint-every-seconds", "keep-checkpoints", "no-resume"};
-// clang-format on
-
 json training_settings(const TrainConfig& cfg) {
-  json j = to_json(cfg);
-  for (const char* key : kNotTrainingSettings) j.erase(key);
-  return j;
+  return training_options_to_json(cfg);
 }
 
 std::string data_digest(const std::vector<std::pair<std::string, const BagIndex*>>& sets) {

@@ -17,10 +17,10 @@
 #include <string>
 #include <vector>
 
+#include "mil/config/train_config.hpp"
 #include "mil/data/bag_index.hpp"
 #include "mil/model/state_dict.hpp"
 #include "mil/train/checkpoint_store.hpp"
-#include "mil/train/train_config.hpp"
 
 namespace mil {
 

@@ -86,14 +86,13 @@ CheckpointStore::CheckpointStore(std::string dir, int keep) : dir_(std::move(dir
 }
 
 std::string CheckpointStore::write(int64_t step, const std::map<std::string, std::string>& files) {
-  std::error_code ec;
-  fs::create_directories(dir_, ec);
-  if (ec) throw Error(dir_, "", "cannot create the checkpoint directory: " + ec.message());
+  io::ensure_dir(dir_, "the checkpoint directory");
   const fs::path final_path = fs::path(dir_) / checkpoint_name(step);
   std::string tmp_name = ".";  // hidden while incomplete
   tmp_name += checkpoint_name(step);
   tmp_name += ".tmp";
   const fs::path tmp = fs::path(dir_) / tmp_name;
+  std::error_code ec;
   fs::remove_all(tmp, ec);
   if (!fs::create_directory(tmp, ec) || ec) {
     throw Error(tmp.string(), "", "cannot create the checkpoint: " + (ec ? ec.message() : "exists"));

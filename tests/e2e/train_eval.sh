@@ -79,13 +79,13 @@ mkdir -p "$WORK/ref"
 cp "$DATA/reference/golden/forward_c16_aggregator.h5" "$WORK/ref/slide_a.h5"
 "$BUILD/eval/dsmil_eval" --model "$DATA/reference/c16_aggregator.pth" --test "$WORK/ref" --out "$WORK/ref_eval" \
   > "$WORK/ref.log" 2>&1 || { cat "$WORK/ref.log"; fail "eval of the reference .pth failed"; }
-has "$WORK/ref_eval/predictions.csv" '^slide_a,0\.[0-9]*,[01]$'
+has "$WORK/ref_eval/predictions.csv" '^slide_a,test,-1,0\.[0-9]*,[01],$'
 
 # --- 5. The authors' 2020 value network: its .pth keys are today's, so dsmil_eval must be told -------
 "$BUILD/train/dsmil_train" --train "$WORK/train" --epochs 2 --nonlinear-q false --passing-v --value-relu false \
   --threads 2 --model-dir "$WORK/v_model" --output-dir "$WORK/v_out" > "$WORK/v.log" 2>&1 ||
   { cat "$WORK/v.log"; fail "training with --value-relu false failed"; }
-probs() { cut -d, -f1,2 "$1/predictions.csv"; }
+probs() { cut -d, -f1,4 "$1/predictions.csv"; }
 for run in "v_dir:$WORK/v_model" "v_told:$WORK/v_model/model.pth --value-relu false" "v_plain:$WORK/v_model/model.pth"; do
   # shellcheck disable=SC2086  # the model path and its flags split on purpose
   "$BUILD/eval/dsmil_eval" --model ${run#*:} --test "$WORK/test" --out "$WORK/${run%%:*}" > "$WORK/v_eval.log" 2>&1 ||
@@ -100,5 +100,5 @@ has "$WORK/v_err.log" "records value_relu false"
 if "$BUILD/eval/dsmil_eval" --model "$WORK/v_model" --test "$WORK/test" --out "$WORK/v_bad" --value-relu maybe 2> "$WORK/v_err.log"; then
   fail "--value-relu maybe accepted"
 fi
-has "$WORK/v_err.log" "'--value-relu': must be true or false (got 'maybe')"
+has "$WORK/v_err.log" "^dsmil_eval: error: --value-relu expects true or false (got 'maybe')$"
 echo "train_eval: all checks passed"

@@ -13,11 +13,11 @@
 #include <string>
 #include <vector>
 
+#include "mil/config/train_config.hpp"
 #include "mil/io/files.hpp"
 #include "mil/io/tensorboard_event.pb.h"
 #include "mil/io/tensorboard_writer.hpp"
 #include "mil/train/checkpoint_state.hpp"
-#include "mil/train/train_config.hpp"
 #include "mil/util/error.hpp"
 #include "tests/test_util.hpp"
 

@@ -1,6 +1,6 @@
 #pragma once
-// dsmil_eval's job: score slides with one or more trained models (majority vote), write predictions,
-// metrics when labels are known, per-instance attention for heatmaps, and with --plots PNG figures.
+// dsmil_eval's configuration: one struct, filled from the command line (options declared with dsmil_train's
+// in mil/config/options.cpp).
 #include <optional>
 #include <string>
 #include <vector>
@@ -24,6 +24,16 @@ struct EvalConfig {
   std::string log_level = "info";         // --log-level
 };
 
-void run_evaluation(const EvalConfig& cfg);
+struct ParsedEvalConfig {
+  EvalConfig config;
+  bool help = false;      // --help: print help_text and exit
+  std::string help_text;  // --help output
+};
+
+// `args` excludes argv[0]. Throws mil::Error on unknown options, malformed values and stray arguments.
+ParsedEvalConfig parse_eval_config(const std::vector<std::string>& args);
+
+// Throws mil::Error naming the first offending option.
+void validate(const EvalConfig& cfg);
 
 }  // namespace mil

@@ -1,4 +1,4 @@
-#include "mil/util/cli.hpp"
+#include "mil/util/logging.hpp"
 
 #include <c10/util/Exception.h>
 #include <spdlog/spdlog.h>

@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "mil/train/train_config.hpp"
+#include "mil/config/train_config.hpp"
 #include "mil/util/error.hpp"
 #include "tests/test_util.hpp"
 

@@ -8,7 +8,7 @@
 #include <random>
 #include <vector>
 
-#include "mil/train/metrics.hpp"
+#include "mil/eval/metrics.hpp"
 #include "mil/util/error.hpp"
 
 namespace mil {

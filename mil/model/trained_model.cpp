@@ -1,4 +1,4 @@
-#include "mil/train/trained_model.hpp"
+#include "mil/model/trained_model.hpp"
 
 #include <filesystem>
 
@@ -38,9 +38,7 @@ std::vector<double> TrainedModel::probabilities(const DsmilOutput& out) const {
 }
 
 void save_trained_model(const std::string& dir, TrainedModel& model) {
-  std::error_code ec;
-  fs::create_directories(dir, ec);
-  if (ec) throw Error(dir, "", "cannot create the model directory: " + ec.message());
+  io::ensure_dir(dir, "the model directory");
   nlohmann::json meta = {{"classes", model.classes.to_json()},
                          {"thresholds", model.thresholds},
                          {"feature_mean", tensor_to_json(model.feature_mean)},

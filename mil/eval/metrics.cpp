@@ -1,4 +1,4 @@
-#include "mil/train/metrics.hpp"
+#include "mil/eval/metrics.hpp"
 
 #include <algorithm>
 #include <cmath>
