@@ -120,9 +120,10 @@ std::string canonical_name(std::string name) {
   return name;
 }
 
-// The training toolkit's own hyperparameters (sagemaker_program, sagemaker_region...), not ours.
+// Keys SageMaker reserves, not ours: the training toolkit's (sagemaker_program, sagemaker_region...) and the
+// ones a hyperparameter tuning job adds with a leading '_' (_tuning_objective_metric), canonically '-'.
 bool is_toolkit_key(const std::string& canonical) {
-  return canonical.rfind("sagemaker-", 0) == 0;
+  return canonical.rfind("sagemaker-", 0) == 0 || canonical.rfind('-', 0) == 0;
 }
 
 // The SDK's framework estimators JSON-encode every hyperparameter, so a string may arrive as "\"ram\"".
