@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# The path users take, from the launcher to the ranks: scripts/sagemaker/launch.py run with the SDK pinned in
+# scripts/sagemaker/requirements.txt, AWS answered inside botocore (tests/e2e/aws_local/sitecustomize.py: no
+# network, no credentials), and its requests checked (check_launch_requests.py): CreateTrainingJob for an
+# MPI spot job (sagemaker_mpi_* keys, MaxWait, a checkpoint prefix of its own, the metric definitions, the
+# uploaded source archive), every launcher option, CreateHyperParameterTuningJob for --tune. Then the
+# requests themselves run as jobs (scripts/sagemaker/local_job.sh --request: /opt/ml materialised from the
+# request, the uploaded archive unpacked by the real training toolkit, `entry.sh train` as the container's
+# PID 1): the 4 ranks asked for start and train; and a 2-rank spot job sent SIGTERM (to PID 1 only) stops on
+# every rank with a checkpoint, by itself, and resumes to the uninterrupted job's model, bit for bit.
+#   usage: sagemaker_launch.sh BUILD_DIR
+set -euo pipefail
+BUILD=$(realpath "$1")
+cd "$(dirname "$0")/../.."
+REPO=$PWD
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+VENV=$(scripts/sagemaker/python_env.sh --sdk)
+JOB=(scripts/sagemaker/local_job.sh --build "$BUILD")
+CHECK=("$VENV/bin/python" tests/e2e/check_launch_requests.py)
+
+# launch.py as a user runs it, in an environment with no AWS configuration or credentials; what it asked AWS
+# for lands in $WORK/$1.
+launch() {
+  local capture=$WORK/$1
+  shift
+  env -i PATH="$PATH" HOME="$WORK/home" LANG=C.UTF-8 PYTHONPATH="$REPO/tests/e2e/aws_local" \
+    DSMIL_AWS_CAPTURE="$capture" AWS_DEFAULT_REGION=eu-west-1 AWS_EC2_METADATA_DISABLED=true \
+    AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null SAGEMAKER_SUPPRESS_V2_WARNING=1 \
+    SAGEMAKER_USER_CONFIG_OVERRIDE="$REPO/tests/e2e/aws_local/sagemaker-config.yaml" \
+    "$VENV/bin/python" scripts/sagemaker/launch.py --image-uri 123456789012.dkr.ecr.eu-west-1.amazonaws.com/dsmil:cpu \
+    --role arn:aws:iam::123456789012:role/SageMakerRole "$@" > "$capture.log" 2>&1 ||
+    { cat "$capture.log"; fail "launch.py $* failed"; }
+}
+
+# --- 1. The requests ------------------------------------------------------------------------------------
+MPI=(--train s3://bucket/dsmil/train --validation s3://bucket/dsmil/val --instance-count 2 --processes-per-host 4
+  --spot --max-run 3600 --checkpoint-s3-uri s3://bucket/dsmil/ckpt --hp epochs=2 --hp threads=1 --hp nonlinear_q=True
+  --hp 'cache="ram"')
+launch mpi "${MPI[@]}"
+"${CHECK[@]}" mpi "$WORK/mpi" README.md || fail "the MPI spot job's CreateTrainingJob"
+launch mpi_again "${MPI[@]}"
+"${CHECK[@]}" unique "$WORK/mpi" "$WORK/mpi_again" || fail "two jobs share a checkpoint prefix"
+launch options --train s3://bucket/dsmil/train --instance-type ml.g5.2xlarge --input-mode FastFile \
+  --output-path s3://bucket/dsmil/out --volume-size 500 --keep-alive 1800 --subnets subnet-a,subnet-b \
+  --security-group-ids sg-1 --kms-key arn:aws:kms:eu-west-1:123456789012:key/k1 --network-isolation \
+  --encrypt-inter-container --env HDF5_USE_FILE_LOCKING=FALSE --env OMP_PROC_BIND=a=b --tags project=dsmil \
+  --tags cost-centre=path-1 --hp epochs=40 --hp nonlinear_q=True
+"${CHECK[@]}" options "$WORK/options" || fail "the launcher options"
+launch tune --tune --train s3://bucket/dsmil/train --validation s3://bucket/dsmil/val --processes-per-host 2 \
+  --hp seed=7 --hp epochs=20 --tune-range lr=1e-5:1e-3:log --tune-range epochs=10:40 --max-jobs 6 --max-parallel-jobs 2
+"${CHECK[@]}" tune "$WORK/tune" || fail "the tuning job's request"
+
+# --- 2. The MPI request as a job: 4 ranks on this host (the request's 2 hosts collapsed into one) ----------
+"$BUILD/bench/dsmil_make_bags" --out "$WORK/train" --bags 24 --dim 32 --seed 1 --task-seed 3 > /dev/null
+"$BUILD/bench/dsmil_make_bags" --out "$WORK/val" --bags 12 --dim 32 --seed 2 --task-seed 3 --prefix val_ > /dev/null
+"${JOB[@]}" --request "$WORK/mpi" --train "$WORK/train" --validation "$WORK/val" --results "$WORK/chain" \
+  > "$WORK/chain.log" 2>&1 || { cat "$WORK/chain.log"; fail "the launched MPI job failed"; }
+grep -q '^mpirun --host [^ ]*:4 -np 4 ' "$WORK/chain.log" || fail "the toolkit did not run mpirun with 4 processes"
+grep -q "/bin/sh -c ./entry.sh " "$WORK/chain.log" || fail "the ranks did not run the uploaded entry.sh"
+grep -q '^\[1,0\]<stdout>:.*4 rank(s)' "$WORK/chain.log" || fail "rank 0 did not see 4 ranks"
+grep -q -- '--nonlinear_q True' "$WORK/chain.log" || fail "the request's hyperparameters did not reach the ranks"
+grep -q '^\[1,0\]<stdout>:\[metrics\] .*val_auc=' "$WORK/chain.log" || fail "no validation metrics"
+[ -s "$WORK/chain/model/model.pt" ] || fail "no model in /opt/ml/model"
+
+# --- 3. Managed spot under MPI: SIGTERM to the container's PID 1 reaches every rank ----------------------------
+"$BUILD/bench/dsmil_make_bags" --out "$WORK/big" --bags 24 --dim 256 --log-mean 8 --log-sigma 0.3 --seed 4 \
+  --task-seed 3 > /dev/null
+"$BUILD/bench/dsmil_make_bags" --out "$WORK/big_val" --bags 16 --dim 256 --log-mean 8 --log-sigma 0.3 --seed 5 \
+  --task-seed 3 --prefix val_ > /dev/null
+launch spot --train s3://bucket/dsmil/train --validation s3://bucket/dsmil/val --processes-per-host 2 --spot \
+  --checkpoint-s3-uri s3://bucket/dsmil/ckpt --hp epochs=8 --hp threads=1 --hp checkpoint_every_steps=3 \
+  --hp dropout_patch=0.2 --hp standardize=True
+"${JOB[@]}" --request "$WORK/spot" --train "$WORK/big" --validation "$WORK/big_val" --results "$WORK/whole" \
+  > "$WORK/whole.log" 2>&1 || { cat "$WORK/whole.log"; fail "the uninterrupted 2-rank job failed"; }
+GRACE=30 "${JOB[@]}" --request "$WORK/spot" --spot --train "$WORK/big" --validation "$WORK/big_val" \
+  --results "$WORK/reclaimed" > "$WORK/reclaimed.log" 2>&1 || { cat "$WORK/reclaimed.log"; fail "the 2-rank spot job failed"; }
+grep '\[local_job\]\|\[entry\]\|resuming\|interrupted' "$WORK/reclaimed.log"
+grep -q 'stopped by itself within' "$WORK/reclaimed.log" || fail "the job did not stop within 30 s of SIGTERM"
+grep -Eq '^\[entry\] TERM: forwarding to dsmil_train process\(es\) [0-9]+ [0-9]+ $' "$WORK/reclaimed.log" ||
+  fail "entry.sh did not signal both ranks"
+for rank in 0 1; do
+  grep -q "^\[1,$rank\]<std...>:.*interrupted by SIGTERM: stopped after writing a checkpoint" "$WORK/reclaimed.log" ||
+    fail "rank $rank did not stop with a checkpoint"
+done
+cmp "$WORK/whole/model/model.pth" "$WORK/reclaimed/model/model.pth" || fail "the spot job's model differs"
+cmp "$WORK/whole/model/model.pt" "$WORK/reclaimed/model/model.pt" || fail "the spot job's model.pt differs"
+# --- 4. Job layouts dsmil_train refuses: two hosts without MPI, a channel sharded by S3 key -------------------
+mkdir -p "$WORK/two_hosts/input/config" "$WORK/two_hosts/output"
+echo '{"current_host": "algo-1", "hosts": ["algo-1", "algo-2"]}' > "$WORK/two_hosts/input/config/resourceconfig.json"
+STATUS=0
+DSMIL_SAGEMAKER_ROOT="$WORK/two_hosts" "$BUILD/train/dsmil_train" --train "$WORK/train" --epochs 1 \
+  --model-dir "$WORK/m" --output-dir "$WORK/o" > "$WORK/two_hosts.log" 2>&1 || STATUS=$?
+[ "$STATUS" = 1 ] && grep -q '2 hosts (algo-1, algo-2).*mpi distribution' "$WORK/two_hosts.log" ||
+  { cat "$WORK/two_hosts.log"; fail "two hosts without MPI were not refused"; }
+grep -q 'resourceconfig.json' "$WORK/two_hosts/output/failure" || fail "no failure reason for two hosts"
+echo "sagemaker_launch: all checks passed"
