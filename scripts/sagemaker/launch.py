@@ -86,6 +86,9 @@ def parse_args(argv=None):
                         + ", ".join(DEFAULT_TUNE_RANGES) + ")")
     p.add_argument("--max-jobs", type=int, default=20, help="--tune: training jobs in all")
     p.add_argument("--max-parallel-jobs", type=int, default=4, help="--tune: training jobs at once")
+    p.add_argument("--folds", type=int, metavar="K",
+                   help="k-fold cross-validation as K parallel jobs (--folds K --fold i each); "
+                        "scripts/sagemaker/cv_summary.py reads their metrics back")
     p.add_argument("--wait", action="store_true", help="stream the job's logs until it ends")
     p.add_argument("--dry-run", action="store_true", help="print the SDK arguments and exit")
     args = p.parse_args(argv)
@@ -94,6 +97,10 @@ def parse_args(argv=None):
     if args.tune and args.checkpoint_s3_uri:
         # Every trial of a tuning job would get the same CheckpointConfig, and restore another trial's files.
         p.error("--tune cannot use --checkpoint-s3-uri (or --spot): the trials would share one checkpoint prefix")
+    if args.folds is not None and (args.folds < 2 or args.tune):
+        p.error("--folds K needs K >= 2 and no --tune")
+    if args.folds and {"folds", "fold"} & set(hyperparameters(args.hp)):
+        p.error("--folds sets the folds and fold hyperparameters itself")
     if args.security_group_ids and not args.subnets:
         p.error("--security-group-ids needs --subnets")
     return args
@@ -131,8 +138,9 @@ def is_mpi(args):
     return args.processes_per_host > 1 or args.instance_count > 1
 
 
-def estimator_arguments(args, job_name):
-    """The estimator's keyword arguments, SDK objects described as plain dicts (built in make_estimator())."""
+def estimator_arguments(args, job_name, fold=None):
+    """The estimator's keyword arguments, SDK objects described as plain dicts (built in make_estimator());
+    with `fold`, those of fold `fold` of --folds K."""
     kwargs = {
         "image_uri": args.image_uri,
         "role": args.role,
@@ -162,6 +170,8 @@ def estimator_arguments(args, job_name):
         "tags": [{"Key": k, "Value": v} for k, v in key_values(args.tags, "--tags").items()] or None,
     }
     kwargs.update({k: v for k, v in optional.items() if v is not None})
+    if fold is not None:
+        kwargs["hyperparameters"].update({"folds": args.folds, "fold": fold})
     if is_mpi(args):
         # Script mode: the toolkit in the image runs entry.sh under mpirun on every host. entry.sh alone is
         # uploaded (no source_dir: a requirements.txt next to it would be pip-installed at every start).
@@ -233,8 +243,30 @@ def make_tuner(estimator, kwargs):
     return HyperparameterTuner(estimator, **dict(kwargs, hyperparameter_ranges=ranges))
 
 
+def launch_folds(args):
+    """--folds K: one training job per fold, each with its own name and checkpoint prefix."""
+    base = args.job_name or "dsmil"
+    jobs = {}
+    for fold in range(args.folds):
+        name = unique_name(f"{base}-fold{fold}")
+        jobs[name] = estimator_arguments(args, name, fold)
+    if args.dry_run:
+        print(json.dumps({"jobs": jobs, "inputs": channels(args)}, indent=2))
+        return
+    from sagemaker.inputs import TrainingInput
+
+    inputs = {name: TrainingInput(uri, distribution="FullyReplicated") for name, uri in channels(args).items()}
+    for name, kwargs in jobs.items():
+        make_estimator(kwargs).fit(inputs, job_name=name, wait=False)
+        print(f"started training job {name}")
+    print("when they have ended: python scripts/sagemaker/cv_summary.py " + " ".join(jobs))
+
+
 def main(argv=None):
     args = parse_args(argv)
+    if args.folds:
+        launch_folds(args)
+        return
     job_name = unique_name(args.job_name or ("dsmil-tune" if args.tune else "dsmil"), 32 if args.tune else 63,
                            short=args.tune)
     kwargs = estimator_arguments(args, job_name)

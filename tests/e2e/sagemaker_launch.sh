@@ -52,6 +52,17 @@ launch tune --tune --train s3://bucket/dsmil/train --validation s3://bucket/dsmi
   --hp seed=7 --hp epochs=20 --tune-range lr=1e-5:1e-3:log --tune-range epochs=10:40 --max-jobs 6 --max-parallel-jobs 2
 "${CHECK[@]}" tune "$WORK/tune" || fail "the tuning job's request"
 
+# push_image.sh --dry-run: the build, tag, login and push it would run.
+scripts/sagemaker/push_image.sh --dry-run --account 123456789012 --region eu-west-1 --tag t1 > "$WORK/push.txt"
+ECR=123456789012.dkr.ecr.eu-west-1.amazonaws.com
+diff - "$WORK/push.txt" << EOF || fail "push_image.sh --dry-run"
+docker build --file scripts/sagemaker/Dockerfile --tag dsmil:t1 .
+docker tag dsmil:t1 $ECR/dsmil:t1
+aws ecr get-login-password --region eu-west-1 | docker login --username AWS --password-stdin $ECR
+docker push $ECR/dsmil:t1
+$ECR/dsmil:t1
+EOF
+
 # --- 2. The MPI request as a job: 4 ranks on this host (the request's 2 hosts collapsed into one) ----------
 "$BUILD/bench/dsmil_make_bags" --out "$WORK/train" --bags 24 --dim 32 --seed 1 --task-seed 3 > /dev/null
 "$BUILD/bench/dsmil_make_bags" --out "$WORK/val" --bags 12 --dim 32 --seed 2 --task-seed 3 --prefix val_ > /dev/null
@@ -86,7 +97,52 @@ for rank in 0 1; do
 done
 cmp "$WORK/whole/model/model.pth" "$WORK/reclaimed/model/model.pth" || fail "the spot job's model differs"
 cmp "$WORK/whole/model/model.pt" "$WORK/reclaimed/model/model.pt" || fail "the spot job's model.pt differs"
-# --- 4. Job layouts dsmil_train refuses: two hosts without MPI, a channel sharded by S3 key -------------------
+# --- 4. --folds 3: three jobs, one per fold; cv_summary.py reads their final metrics back -----------------------
+"$BUILD/bench/dsmil_make_bags" --out "$WORK/cv" --bags 30 --dim 16 --seed 6 --task-seed 3 > /dev/null
+launch folds --train s3://bucket/dsmil/train --folds 3 --checkpoint-s3-uri s3://bucket/dsmil/ckpt --hp epochs=3 \
+  --hp threads=1
+# Each fold run as its job would (its hyperparameters on the command line); SageMaker's FinalMetricDataList is
+# the last match of each of the request's metric regexes in the job's log.
+"$VENV/bin/python" - "$WORK/folds" "$BUILD/train/dsmil_train" "$WORK/cv" << 'PY' || fail "the --folds jobs"
+import json, os, re, subprocess, sys
+capture, trainer, data = sys.argv[1:]
+jobs = [json.loads(l)["params"] for l in open(capture + "/requests.jsonl") if '"CreateTrainingJob"' in l]
+assert [j["HyperParameters"] for j in jobs] == [{"epochs": "3", "threads": "1", "folds": "3", "fold": str(i)}
+                                                for i in range(3)], [j["HyperParameters"] for j in jobs]
+assert len({j["CheckpointConfig"]["S3Uri"] for j in jobs}) == 3
+answers, expected = {}, []
+for job in jobs:
+    name, out = job["TrainingJobName"], f"{capture}/{job['TrainingJobName']}"
+    args = [a for k, v in job["HyperParameters"].items() for a in ("--" + k, v)]
+    log = subprocess.run([trainer, "--train", data, "--model-dir", out + "/model", "--output-dir", out + "/output",
+                          "--tensorboard-dir", "none", *args], check=True, capture_output=True, text=True,
+                         env=dict(os.environ, DSMIL_SAGEMAKER_ROOT="/nonexistent/opt/ml")).stdout
+    final = []
+    for d in job["AlgorithmSpecification"]["MetricDefinitions"]:
+        found = re.findall(d["Regex"], log)
+        if found:
+            final.append({"MetricName": d["Name"], "Value": float(found[-1]), "Timestamp": 0})
+    answers[name] = {"TrainingJobStatus": "Completed", "FinalMetricDataList": final}
+    expected.append(json.load(open(out + "/output/metrics.json"))["summary"]["validation"]["mean_auc"])
+json.dump(answers, open(capture + "/training_jobs.json", "w"))
+json.dump({"names": [j["TrainingJobName"] for j in jobs], "expected": sum(expected) / 3}, open(capture + "/cv.json", "w"))
+PY
+mapfile -t NAMES < <("$VENV/bin/python" -c 'import json, sys; print(*json.load(open(sys.argv[1]))["names"], sep="\n")' \
+  "$WORK/folds/cv.json")
+env -i PATH="$PATH" HOME="$WORK/home" PYTHONPATH="$REPO/tests/e2e/aws_local" DSMIL_AWS_CAPTURE="$WORK/summary" \
+  DSMIL_AWS_TRAINING_JOBS="$WORK/folds/training_jobs.json" AWS_DEFAULT_REGION=eu-west-1 AWS_EC2_METADATA_DISABLED=true \
+  AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null \
+  "$VENV/bin/python" scripts/sagemaker/cv_summary.py "${NAMES[@]}" --metric best:validation_auc --json "$WORK/cv_summary.json" \
+  > "$WORK/cv_summary.log" 2>&1 || { cat "$WORK/cv_summary.log"; fail "cv_summary.py failed"; }
+cat "$WORK/cv_summary.log"
+"$VENV/bin/python" - "$WORK/cv_summary.json" "$WORK/folds/cv.json" << 'PY' || fail "the cross-validation summary"
+import json, sys
+summary = json.load(open(sys.argv[1]))["summary"]["best:validation_auc"]
+expected = json.load(open(sys.argv[2]))["expected"]
+assert summary["folds"] == 3 and abs(summary["mean"] - expected) < 1e-6, (summary, expected)
+PY
+
+# --- 5. Job layouts dsmil_train refuses: two hosts without MPI, a channel sharded by S3 key -------------------
 mkdir -p "$WORK/two_hosts/input/config" "$WORK/two_hosts/output"
 echo '{"current_host": "algo-1", "hosts": ["algo-1", "algo-2"]}' > "$WORK/two_hosts/input/config/resourceconfig.json"
 STATUS=0

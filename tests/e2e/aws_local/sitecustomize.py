@@ -4,7 +4,8 @@ Put this directory on PYTHONPATH and set DSMIL_AWS_CAPTURE to a directory. Every
 client makes (the SageMaker SDK's S3 uploads, STS, CreateTrainingJob, ...) is checked against botocore's own
 service model (a request the real service would reject with a validation error fails here too), recorded as
 one JSON line in $DSMIL_AWS_CAPTURE/requests.jsonl and answered with a minimal, well-formed response.
-S3 object bodies are stored under $DSMIL_AWS_CAPTURE/s3/<bucket>/<key>. A call nobody answers here raises,
+S3 object bodies are stored under $DSMIL_AWS_CAPTURE/s3/<bucket>/<key>; DescribeTrainingJob answers from the
+JSON file $DSMIL_AWS_TRAINING_JOBS ({job name: response fields}). A call nobody answers here raises,
 naming the operation, and any attempt to open an Internet socket fails (and is logged in network.log), so a
 test cannot reach AWS by accident.
 """
@@ -34,6 +35,12 @@ def _put_object(client, params):
     return {"ETag": '"0"'}
 
 
+def _describe_training_job(client, params):
+    """From the JSON file $DSMIL_AWS_TRAINING_JOBS: {job name: fields of the response}."""
+    jobs = json.load(open(os.environ["DSMIL_AWS_TRAINING_JOBS"]))
+    return dict(jobs[params["TrainingJobName"]], TrainingJobName=params["TrainingJobName"])
+
+
 ANSWERS = {
     ("sts", "GetCallerIdentity"): lambda c, p: {"Account": ACCOUNT, "UserId": "AIDATEST",
                                                 "Arn": f"arn:aws:iam::{ACCOUNT}:user/test"},
@@ -47,6 +54,7 @@ ANSWERS = {
     ("sagemaker", "CreateHyperParameterTuningJob"):
         lambda c, p: {"HyperParameterTuningJobArn": _arn(c, "hyper-parameter-tuning-job",
                                                          p["HyperParameterTuningJobName"])},
+    ("sagemaker", "DescribeTrainingJob"): _describe_training_job,
     ("sagemaker", "CreateProcessingJob"):
         lambda c, p: {"ProcessingJobArn": _arn(c, "processing-job", p["ProcessingJobName"])},
 }
