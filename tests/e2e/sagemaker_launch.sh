@@ -3,7 +3,9 @@
 # scripts/sagemaker/requirements.txt, AWS answered inside botocore (tests/e2e/aws_local/sitecustomize.py: no
 # network, no credentials), and its requests checked (check_launch_requests.py): CreateTrainingJob for an
 # MPI spot job (sagemaker_mpi_* keys, MaxWait, a checkpoint prefix of its own, the metric definitions, the
-# uploaded source archive), every launcher option, CreateHyperParameterTuningJob for --tune. Then the
+# uploaded source archive), every launcher option, CreateHyperParameterTuningJob for --tune, --folds, and
+# eval_launch.py's CreateProcessingJob (materialised and run: predictions, attention, plots; a broken model
+# archive fails with its reason in /opt/ml/output/message). Then the
 # requests themselves run as jobs (scripts/sagemaker/local_job.sh --request: /opt/ml materialised from the
 # request, the uploaded archive unpacked by the real training toolkit, `entry.sh train` as the container's
 # PID 1): the 4 ranks asked for start and train; and a 2-rank spot job sent SIGTERM (to PID 1 only) stops on
@@ -74,6 +76,64 @@ grep -q '^\[1,0\]<stdout>:.*4 rank(s)' "$WORK/chain.log" || fail "rank 0 did not
 grep -q -- '--nonlinear_q True' "$WORK/chain.log" || fail "the request's hyperparameters did not reach the ranks"
 grep -q '^\[1,0\]<stdout>:\[metrics\] .*val_auc=' "$WORK/chain.log" || fail "no validation metrics"
 [ -s "$WORK/chain/model/model.pt" ] || fail "no model in /opt/ml/model"
+
+# --- 2b. Batch inference: eval_launch.py's CreateProcessingJob, materialised and run with the model just trained --
+launch_eval() {
+  env -i PATH="$PATH" HOME="$WORK/home" LANG=C.UTF-8 PYTHONPATH="$REPO/tests/e2e/aws_local" \
+    DSMIL_AWS_CAPTURE="$WORK/eval" AWS_DEFAULT_REGION=eu-west-1 AWS_EC2_METADATA_DISABLED=true \
+    AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null SAGEMAKER_SUPPRESS_V2_WARNING=1 \
+    SAGEMAKER_USER_CONFIG_OVERRIDE="$REPO/tests/e2e/aws_local/sagemaker-config.yaml" \
+    "$VENV/bin/python" scripts/sagemaker/eval_launch.py "$@" > "$WORK/eval.log" 2>&1 ||
+    { cat "$WORK/eval.log"; fail "eval_launch.py failed"; }
+}
+launch_eval --image-uri 123456789012.dkr.ecr.eu-west-1.amazonaws.com/dsmil:cpu \
+  --role arn:aws:iam::123456789012:role/SageMakerRole --model s3://bucket/dsmil/out/job/output/model.tar.gz \
+  --slides s3://bucket/dsmil/cohort2 --output s3://bucket/dsmil/predictions/cohort2 -- --threads 1 --on-bad-slide skip
+tar -czf "$WORK/model.tar.gz" -C "$WORK/chain/model" .  # as SageMaker packs /opt/ml/model
+# The request's inputs at their local paths under a fake /opt/ml, its entry point (/opt/dsmil is the repository
+# in the images) run with its arguments; returns the entry point's status in EVAL_STATUS.
+run_processing() {
+  rm -rf "$WORK/proc"
+  "$VENV/bin/python" - "$WORK/eval/requests.jsonl" "$WORK/proc" "$WORK/model.tar.gz" "$WORK/val" "$REPO" \
+    > "$WORK/proc.cmd" << 'PY'
+import json, os, shutil, sys
+requests, root, model, slides, repo = sys.argv[1:]
+job = [json.loads(l)["params"] for l in open(requests) if '"CreateProcessingJob"' in l][-1]
+assert job["ProcessingResources"]["ClusterConfig"]["InstanceCount"] == 1
+assert job["Environment"]["HDF5_USE_FILE_LOCKING"] == "FALSE"
+inputs = {i["InputName"]: i["S3Input"] for i in job["ProcessingInputs"]}
+assert inputs["model"]["S3Uri"] == "s3://bucket/dsmil/out/job/output/model.tar.gz"
+assert inputs["slides"]["S3Uri"] == "s3://bucket/dsmil/cohort2"
+assert all(i["S3DataDistributionType"] == "FullyReplicated" for i in inputs.values())
+(output,) = job["ProcessingOutputConfig"]["Outputs"]
+assert output["S3Output"]["S3Uri"] == "s3://bucket/dsmil/predictions/cohort2", output
+local = lambda path: root + path[len("/opt/ml"):]
+os.makedirs(local(inputs["model"]["LocalPath"]))
+shutil.copy(model, local(inputs["model"]["LocalPath"]))
+shutil.copytree(slides, local(inputs["slides"]["LocalPath"]))
+os.makedirs(local(output["S3Output"]["LocalPath"]))
+spec = job["AppSpecification"]
+entry = spec["ContainerEntrypoint"][0].replace("/opt/dsmil", repo)
+print("\n".join([entry] + spec.get("ContainerArguments", [])))
+PY
+  mapfile -t CMD < "$WORK/proc.cmd"
+  EVAL_STATUS=0
+  DSMIL_PROCESSING_ROOT="$WORK/proc" DSMIL_SAGEMAKER_ROOT=/nonexistent/opt/ml PATH="$BUILD/eval:$PATH" "${CMD[@]}" \
+    > "$WORK/proc.log" 2>&1 || EVAL_STATUS=$?
+}
+run_processing
+[ "$EVAL_STATUS" = 0 ] || { cat "$WORK/proc.log"; fail "the processing job failed"; }
+OUT=$WORK/proc/processing/output
+[ "$(tail -n +2 "$OUT/predictions.csv" | wc -l)" = 12 ] || fail "predictions.csv does not have the 12 slides"
+[ "$(find "$OUT/attention" -type f | wc -l)" = 12 ] || fail "not one attention file per slide"
+[ -s "$OUT/plots/roc.png" ] && [ -s "$OUT/metrics.json" ] || fail "no ROC plot or metrics in the output"
+tr '\n' ' ' < "$WORK/proc.cmd" | grep -q -- 'eval_entry.sh --threads 1 --on-bad-slide skip $' ||
+  fail "the job's entry point and arguments are not eval_entry.sh with the dsmil_eval options"
+# A model archive that is not one: non-zero, the reason in /opt/ml/output/message (the job's ExitMessage).
+head -c 200 "$WORK/model.tar.gz" > "$WORK/model.tar.gz.part" && mv "$WORK/model.tar.gz.part" "$WORK/model.tar.gz"
+run_processing
+[ "$EVAL_STATUS" != 0 ] && grep -q 'cannot unpack .*model.tar.gz' "$WORK/proc/output/message" ||
+  { cat "$WORK/proc.log"; fail "a broken model archive did not fail with its reason"; }
 
 # --- 3. Managed spot under MPI: SIGTERM to the container's PID 1 reaches every rank ----------------------------
 "$BUILD/bench/dsmil_make_bags" --out "$WORK/big" --bags 24 --dim 256 --log-mean 8 --log-sigma 0.3 --seed 4 \
