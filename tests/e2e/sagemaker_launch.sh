@@ -18,7 +18,7 @@ REPO=$PWD
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
-VENV=$(scripts/sagemaker/python_env.sh --sdk)
+VENV=$(scripts/sagemaker/python_env.sh)
 JOB=(scripts/sagemaker/local_job.sh --build "$BUILD")
 CHECK=("$VENV/bin/python" tests/e2e/check_launch_requests.py)
 
