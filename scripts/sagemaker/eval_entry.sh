@@ -4,7 +4,7 @@
 # /opt/ml/processing/input/slides and writes predictions, per-slide attention files and plots to
 # /opt/ml/processing/output, which the job uploads. Arguments are passed on to dsmil_eval. On failure the
 # reason goes to /opt/ml/output/message (the job's ExitMessage) and the exit status is non-zero.
-# A model.tar.gz from a --folds job (fold_<k>/model.pt) scores with every fold's model (majority vote).
+# A model.tar.gz with fold_<k>/model.pt (one job over all folds) scores with every fold's model (majority vote).
 #   DSMIL_PROCESSING_ROOT  replaces /opt/ml (local runs and tests)
 ROOT=${DSMIL_PROCESSING_ROOT:-/opt/ml}
 MODEL=$ROOT/processing/model
