@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "mil/config/job_environment.hpp"
 #include "mil/config/train_config.hpp"
 #include "mil/dist/communicator.hpp"
 #include "mil/train/trainer.hpp"
@@ -37,6 +38,7 @@ int main(int argc, char** argv) {
     mil::validate(cfg);  // before MPI: every rank has the same arguments and fails the same way
     comm = mil::make_communicator();
     mil::setup_logging(cfg.log_level, comm->rank(), comm->world_size());
+    mil::check_job_environment(env, comm->world_size());
     mil::set_torch_threads(cfg.threads, comm->local_size());
     mil::run_training(cfg, *comm);
     return 0;

@@ -2,10 +2,12 @@
 # Runs a complete SageMaker training job on this machine through SageMaker's own training toolkit (PyPI
 # sagemaker-training, installed into .venv-sagemaker by python_env.sh): builds the /opt/ml tree a job sees
 # (channels, hyperparameters.json as the Python SDK writes it, resourceconfig.json naming this host), puts
-# our entry point in a submit directory, runs the toolkit's `train`, and checks the artefacts.
+# our entry point in a submit directory, starts the container's entry point as SageMaker does
+# (`entry.sh train`, which runs the toolkit's `train` in script mode), and checks the artefacts.
 #
 #   scripts/sagemaker/local_job.sh --train DIR [--validation DIR] [--test DIR] [--hp KEY=VALUE ...]
-#       [--ranks N] [--byoc] [--spot] [--checkpoints] [--expect-failure] [--results DIR] [--build DIR] [--keep]
+#       [--ranks N] [--byoc] [--request DIR] [--spot] [--checkpoints] [--expect-failure] [--results DIR]
+#       [--build DIR] [--keep]
 #
 #   --hp KEY=VALUE   a hyperparameter as a user writes it in the Estimator's dict; VALUE is a Python literal
 #                    (3, 0.0002, True, 'text'), stored JSON-encoded as the SDK does
@@ -13,10 +15,16 @@
 #                    to 127.0.0.1 here, and runs mpirun)
 #   --byoc           a bring-your-own-container job instead: no toolkit, no SM_* variables; the image's entry
 #                    point is started as SageMaker starts a container (`entry.sh train`) and gets SIGTERM itself
+#   --request DIR    the job a launcher asked for: DIR is what tests/e2e/aws_local/sitecustomize.py captured
+#                    (requests.jsonl and the S3 uploads). Its last CreateTrainingJob request becomes the tree:
+#                    its hyperparameters (sagemaker_submit_directory pointing at the captured copy of the
+#                    uploaded source archive, which the toolkit unpacks), ranks per host, checkpoint config and
+#                    input data config; its hosts are collapsed into this one. The --train etc. directories are
+#                    its channels' data. No --hp, --ranks or --byoc with it.
 #   --checkpoints    give the job /opt/ml/checkpoints, as checkpoint_s3_uri does
 #   --spot           (implies --checkpoints) reclaim the instance mid-training once a checkpoint exists:
-#                    SIGTERM to the toolkit (with --byoc, to the entry point), SIGKILL of the whole process
-#                    group after a grace period ($GRACE s, default 3), then the same job started again on the
+#                    SIGTERM to the entry point (the container's PID 1), SIGKILL of the whole process group
+#                    if it has not ended $GRACE s later (default 30), then the same job started again on the
 #                    same /opt/ml/checkpoints, which must resume
 #   --expect-failure the job must fail, with its reason in /opt/ml/output/failure
 #   --results DIR    copy /opt/ml/model, /opt/ml/output and the log to DIR before cleaning up
@@ -35,7 +43,8 @@ EXPECT_FAILURE=0
 BYOC=0
 KEEP=0
 RESULTS=""
-GRACE=${GRACE:-3}
+GRACE=${GRACE:-30}
+REQUEST=""
 declare -A CHANNELS=()
 HPS=()
 while [ $# -gt 0 ]; do
@@ -45,6 +54,7 @@ while [ $# -gt 0 ]; do
     --ranks) RANKS=$2; shift 2 ;;
     --spot) SPOT=1; CHECKPOINTS=1; shift ;;
     --byoc) BYOC=1; shift ;;
+    --request) REQUEST=$(realpath "$2"); shift 2 ;;
     --checkpoints) CHECKPOINTS=1; shift ;;
     --expect-failure) EXPECT_FAILURE=1; shift ;;
     --results) RESULTS=$(realpath -m "$2"); shift 2 ;;
@@ -56,6 +66,10 @@ done
 [ -n "${CHANNELS[train]:-}" ] || { echo "local_job.sh: --train DIR is required" >&2; exit 2; }
 if [ "$BYOC" = 1 ] && [ "$RANKS" -gt 1 ]; then
   echo "local_job.sh: --ranks needs the toolkit (the mpi distribution is script mode), not --byoc" >&2
+  exit 2
+fi
+if [ -n "$REQUEST" ] && { [ "$BYOC" = 1 ] || [ "$RANKS" != 1 ] || [ ${#HPS[@]} -gt 0 ]; }; then
+  echo "local_job.sh: --request sets the hyperparameters and ranks itself: no --hp, --ranks or --byoc" >&2
   exit 2
 fi
 BUILD=$(realpath "$BUILD")
@@ -71,6 +85,17 @@ if [ -e "$OPT_ML" ] && [ ! -e "$MARKER" ]; then
 fi
 [ -x "$BUILD/train/dsmil_train" ] || BUILD_DIR=$BUILD scripts/build.sh
 VENV=$(scripts/sagemaker/python_env.sh)
+if [ -n "$REQUEST" ]; then
+  # Ranks per host and whether the job checkpoints, from the request.
+  read -r RANKS CHECKPOINTS < <("$VENV/bin/python" - "$REQUEST" << 'EOF'
+import json, sys
+reqs = [json.loads(l) for l in open(sys.argv[1] + "/requests.jsonl")]
+job = [r["params"] for r in reqs if r["operation"] == "CreateTrainingJob"][-1]
+print(json.loads(job["HyperParameters"].get("sagemaker_mpi_num_of_processes_per_host", "1")),
+      int("CheckpointConfig" in job))
+EOF
+  )
+fi
 if [ "$RANKS" -gt 1 ] && [ ! -x /usr/sbin/sshd ]; then scripts/install_deps.sh; fi
 
 WORK=$(mktemp -d)
@@ -104,6 +129,37 @@ make_tree() {
     mkdir -p "$OPT_ML/checkpoints"
     echo '{"LocalPath": "/opt/ml/checkpoints", "S3Uri": "s3://local-job/checkpoints"}' \
       > "$OPT_ML/input/config/checkpointconfig.json"
+  fi
+  if [ -n "$REQUEST" ]; then
+    "$VENV/bin/python" - "$OPT_ML" "$REQUEST" "$HOST" "$IFACE" "${!CHANNELS[@]}" << 'EOF'
+import json, sys
+opt_ml, request, host, iface, *channels = sys.argv[1:]
+reqs = [json.loads(l) for l in open(request + "/requests.jsonl")]
+job = [r["params"] for r in reqs if r["operation"] == "CreateTrainingJob"][-1]
+config = opt_ml + "/input/config/"
+hps = dict(job["HyperParameters"])
+if "sagemaker_submit_directory" in hps:
+    # s3://bucket/key -> the captured copy of that object: the toolkit unpacks a local archive itself.
+    bucket_key = json.loads(hps["sagemaker_submit_directory"])[len("s3://"):]
+    hps["sagemaker_submit_directory"] = json.dumps(f"{request}/s3/{bucket_key}")
+json.dump(hps, open(config + "hyperparameters.json", "w"), indent=1)
+instance_type = job["ResourceConfig"]["InstanceType"]
+json.dump({"current_host": host, "hosts": [host], "network_interface_name": iface,
+           "current_instance_type": instance_type, "current_group_name": "homogeneousCluster",
+           "instance_groups": [{"instance_group_name": "homogeneousCluster", "hosts": [host],
+                                "instance_type": instance_type}]},
+          open(config + "resourceconfig.json", "w"), indent=1)
+mode = job["AlgorithmSpecification"]["TrainingInputMode"]
+inputs = {c["ChannelName"]: {"TrainingInputMode": c.get("InputMode", mode), "RecordWrapperType": "None",
+                             "S3DistributionType": c["DataSource"]["S3DataSource"]["S3DataDistributionType"]}
+          for c in job["InputDataConfig"]}
+if sorted(inputs) != sorted(channels):
+    sys.exit(f"local_job.sh: the request's channels {sorted(inputs)} are not the given ones {sorted(channels)}")
+json.dump(inputs, open(config + "inputdataconfig.json", "w"), indent=1)
+if "CheckpointConfig" in job:
+    json.dump(job["CheckpointConfig"], open(config + "checkpointconfig.json", "w"), indent=1)
+EOF
+    return
   fi
   # What the Python SDK writes: every value json.dumps'ed into a string, plus the toolkit's sagemaker_ keys.
   "$VENV/bin/python" - "$OPT_ML" "$WORK/submit" "$RANKS" "$HOST" "$IFACE" "$BYOC" "${!CHANNELS[@]}" -- "${HPS[@]}" << 'EOF'
@@ -150,16 +206,20 @@ if [ "$RANKS" -gt 1 ]; then
   echo "ListenAddress 127.0.0.1" > /etc/ssh/sshd_config.d/dsmil-local-job.conf
 fi
 
-# Runs the toolkit in its own process group, its output to file $1; wait_toolkit sets STATUS.
+# Starts the job as SageMaker starts a container, `entry.sh train` (the container's PID 1), in its own process
+# group, its output to file $1: entry.sh runs the toolkit (script mode) or execs dsmil_train (BYOC).
+# wait_toolkit sets STATUS.
+export DSMIL_TOOLKIT_TRAIN="$VENV/bin/train"
 run_toolkit() {
   rm -rf "$OPT_ML/code"
   mkdir -p "$OPT_ML/code"
-  if [ "$BYOC" = 1 ]; then
-    setsid scripts/sagemaker/entry.sh train > "$1" 2>&1 < /dev/null &
-  else
-    setsid "$VENV/bin/train" > "$1" 2>&1 < /dev/null &
-  fi
+  setsid scripts/sagemaker/entry.sh train > "$1" 2>&1 < /dev/null &
   TOOLKIT=$!
+}
+# Whether process $1 is alive (an exited child stays a zombie until waited for).
+running() {
+  local state
+  state=$(awk '{ print $3 }' "/proc/$1/stat" 2> /dev/null) && [ -n "$state" ] && [ "$state" != Z ]
 }
 wait_toolkit() {
   STATUS=0
@@ -177,7 +237,14 @@ if [ "$SPOT" = 1 ]; then
     sleep 0.1
   done
   kill -TERM "$TOOLKIT"
-  sleep "$GRACE"
+  # As SageMaker does: SIGKILL what is left of the container once the grace period is over.
+  START=$SECONDS
+  while running "$TOOLKIT" && [ $((SECONDS - START)) -lt "$GRACE" ]; do sleep 0.2; done
+  if running "$TOOLKIT"; then
+    say "still running $GRACE s after SIGTERM: killed"
+  else
+    say "stopped by itself within $((SECONDS - START + 1)) s of SIGTERM"
+  fi
   kill -9 -- "-$TOOLKIT" 2> /dev/null || true
   wait_toolkit
   say "reclaimed (status $STATUS); $(find "$OPT_ML/checkpoints" -maxdepth 1 -name 'ckpt-*' | wc -l) checkpoint(s) kept"

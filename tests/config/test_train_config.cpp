@@ -218,6 +218,22 @@ TEST(TrainConfig, HyperparametersInEverySpelling) {
   EXPECT_EQ(cfg.negative_label, "normal");
 }
 
+TEST(TrainConfig, KeysATuningJobAddsAreIgnored) {
+  // A hyperparameter tuning job adds its objective with a leading '_'; the toolkit passes it on as an argument.
+  const FakeJob job;
+  job.hyperparameters({{"epochs", "5"},
+                       {"_tuning_objective_metric", "\"validation:auc\""},
+                       {"sagemaker_estimator_class_name", "\"PyTorch\""}});
+  EXPECT_EQ(parse({}, fake_env(job.root())).epochs, 5);
+  const TrainConfig cfg =
+      parse({"--_tuning_objective_metric", "validation:auc", "--epochs", "3", "--_tuning_flag", "--lr", "0.5"});
+  EXPECT_EQ(cfg.epochs, 3);
+  EXPECT_DOUBLE_EQ(cfg.lr, 0.5);
+  // Only a leading '_' is reserved: an unknown key with '_' inside is still an error.
+  job.hyperparameters({{"tuning_objective_metric", "x"}});
+  EXPECT_TRUE(contains(error_of([&] { parse({}, fake_env(job.root())); }), "unknown hyperparameter"));
+}
+
 TEST(TrainConfig, UnknownHyperparameterListsTheKnownOnes) {
   const FakeJob job;
   job.hyperparameters({{"epochs", "5"}, {"learning_rate", "0.1"}});

@@ -2,9 +2,10 @@
 # SageMaker jobs through the real training toolkit (scripts/sagemaker/local_job.sh): a one-process job and
 # a 2-rank MPI job end with the model in /opt/ml/model, metrics in /opt/ml/output/data and metric lines the
 # README's metric_definitions match (also behind mpirun's `[1,0]<stdout>:` prefix); a job on a bad channel
-# fails with its reason in /opt/ml/output/failure; a spot job reclaimed mid-training (SIGTERM to the toolkit,
-# which does not forward it, then SIGKILL) and restarted ends with the uninterrupted job's model, and so does
-# a bring-your-own-container spot job (no toolkit: the trainer gets the SIGTERM).
+# fails with its reason in /opt/ml/output/failure; a spot job reclaimed mid-training (SIGTERM to the
+# container's entry point, which forwards it to the trainer under the toolkit) and restarted ends with the
+# uninterrupted job's model, and so does a bring-your-own-container spot job (no toolkit: the trainer is the
+# entry point, exec'd, and gets the SIGTERM itself).
 #   usage: sagemaker_local.sh BUILD_DIR
 set -euo pipefail
 BUILD=$(realpath "$1")
@@ -44,9 +45,11 @@ if grep -q '^\[1,1\]<stdout>:\[metrics\]' "$WORK/mpi.log"; then fail "rank 1 pri
   > "$WORK/launch.json" || fail "launch.py --dry-run failed"
 "$VENV/bin/python" - "$WORK/launch.json" README.md << 'PY' || fail "launch.py's Estimator arguments are not as expected"
 import json, re, sys
-est = json.load(open(sys.argv[1]))["estimator"]
+launch = json.load(open(sys.argv[1]))
+est = launch["estimator"]
+assert est["checkpoint_s3_uri"] == "s3://b/ckpt/" + launch["job_name"] + "/", est["checkpoint_s3_uri"]
 assert est["distribution"] == {"mpi": {"enabled": True, "processes_per_host": 4}}, est["distribution"]
-assert est["entry_point"] == "entry.sh" and est["instance_count"] == 2
+assert est["entry_point"].endswith("/scripts/sagemaker/entry.sh") and est["instance_count"] == 2
 assert est["use_spot_instances"] and est["max_wait"] >= est["max_run"]
 assert est["checkpoint_local_path"] == "/opt/ml/checkpoints"
 assert est["hyperparameters"] == {"epochs": 50, "nonlinear_q": True}
@@ -73,6 +76,7 @@ HP=(--hp epochs=12 --hp threads=1 --hp checkpoint_every_steps=5 --hp dropout_pat
 "${JOB[@]}" --train "$WORK/big" --validation "$WORK/big_val" "${HP[@]}" --spot --results "$WORK/spot" \
   > "$WORK/spot.log" 2>&1 || { cat "$WORK/spot.log"; fail "the spot job failed"; }
 grep '\[local_job\]\|resuming' "$WORK/spot.log"
+grep -q 'stopped by itself within' "$WORK/spot.log" || fail "the toolkit spot job did not stop on SIGTERM"
 cmp "$WORK/whole/model/model.pth" "$WORK/spot/model/model.pth" || fail "the spot job's model differs"
 cmp "$WORK/whole/model/model.pt" "$WORK/spot/model/model.pt" || fail "the spot job's model.pt differs"
 # The same as a bring-your-own-container job: the entry point execs dsmil_train, which gets the SIGTERM
