@@ -1,6 +1,8 @@
 #pragma once
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 namespace mil::io {
 
@@ -8,6 +10,12 @@ namespace mil::io {
 // temporary file in the same directory, fsync it, rename it over `path`, fsync the directory.
 // Throws mil::Error naming the path on any failure; the previous file, if any, is left intact.
 void write_file_atomically(const std::string& path, std::string_view bytes);
+
+// Start-up check of where a job will write: each (directory, what) is created with its parents and probed
+// by writing, fsyncing and removing a small hidden file, so a file where a directory is expected, a
+// read-only mount or a full disk is one mil::Error naming the directory and `what` ("model directory")
+// before any training, not after hours. The probe is 64 KiB, so a disk with less room fails it.
+void ensure_writable_directories(const std::vector<std::pair<std::string, std::string>>& dirs);
 
 // Whole file into memory; throws mil::Error naming the path when it cannot be read.
 std::string read_file(const std::string& path);
