@@ -90,8 +90,8 @@ std::vector<std::string> setting_differences(const json& saved, const json& now)
 // clang-format off
 const char* const kNotTrainingSettings[] = {
     "train", "validation", "test", "labels", "validation-labels", "test-labels", "split-csv", "prefetch",
-    "model-dir", "output-dir", "failure-file", "tensorboard-dir", "threads", "device", "log-level",
-    "checkpoint-dir", "checkpoint-every-steps", "checkpoint-every-seconds", "keep-checkpoints", "no-resume"};
+    "max-bag-bytes", "model-dir", "output-dir", "failure-file", "tensorboard-dir", "threads", "device",
+    "collective-timeout", "log-level", "checkpoint-dir", "checkpoint-every-steps", "checkpoint-every-seconds", "keep-checkpoints", "no-resume"};
 // clang-format on
 
 json training_settings(const TrainConfig& cfg) {

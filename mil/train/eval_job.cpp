@@ -10,6 +10,7 @@
 #include <numeric>
 
 #include "mil/data/bag_loader.hpp"
+#include "mil/io/csv.hpp"
 #include "mil/io/files.hpp"
 #include "mil/io/h5_reader.hpp"
 #include "mil/plot/plots.hpp"
@@ -145,13 +146,13 @@ void run_evaluation(const EvalConfig& cfg) {
   const bool labelled = !vote.mean.targets.empty();
   std::ofstream csv(cfg.out_dir + "/predictions.csv");
   csv << "slide_id";
-  for (const auto& name : classes.class_names()) csv << ",p_" << name;
+  for (const auto& name : classes.class_names()) csv << "," << io::csv_field("p_" + name);
   csv << ",predicted" << (labelled ? ",label" : "") << "\n";
   for (size_t i = 0; i < order.size(); ++i) {
-    csv << index.bags[i].slide_id;
+    csv << io::csv_field(index.bags[i].slide_id);
     for (double p : vote.mean.probs[i]) csv << "," << fmt::format("{:.6f}", p);
-    csv << "," << classes.name_of(std::vector<float>(vote.voted[i].begin(), vote.voted[i].end()));
-    if (labelled) csv << "," << index.bags[i].label;
+    csv << "," << io::csv_field(classes.name_of(std::vector<float>(vote.voted[i].begin(), vote.voted[i].end())));
+    if (labelled) csv << "," << io::csv_field(index.bags[i].label);
     csv << "\n";
   }
   csv.close();

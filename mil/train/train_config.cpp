@@ -52,6 +52,8 @@ const OptionSpec kOptions[] = {
     {"Channels", "on-bad-slide", &TrainConfig::on_bad_slide, "fail|skip", "What to do with an unreadable slide"},
     {"Channels", "cache", &TrainConfig::cache, "none|ram|ram32", "Keep features in memory (ram: float16, ram32: float32)"},
     {"Channels", "prefetch", &TrainConfig::prefetch, "N", "Bags read ahead in the background"},
+    {"Channels", "max-bag-bytes", &TrainConfig::max_bag_bytes, "BYTES",
+     "Largest features dataset a slide may declare (N x D x dtype size); a larger one is a bad slide"},
     {"Outputs", "model-dir", &TrainConfig::model_dir, "DIR", "Where the model is saved [SM_MODEL_DIR]"},
     {"Outputs", "output-dir", &TrainConfig::output_dir, "DIR", "Metrics and predictions [SM_OUTPUT_DATA_DIR]"},
     {"Outputs", "failure-file", &TrainConfig::failure_file, "FILE", "Where the reason for a failure is written"},
@@ -92,6 +94,8 @@ const OptionSpec kOptions[] = {
     {"Runtime", "seed", &TrainConfig::seed, "N", "Random seed"},
     {"Runtime", "threads", &TrainConfig::threads, "N", "libtorch threads; 0 = all cores"},
     {"Runtime", "device", &TrainConfig::device, "auto|cpu|cuda|cuda:N", "Compute device"},
+    {"Runtime", "collective-timeout", &TrainConfig::collective_timeout, "S",
+     "MPI ranks: end the job when a collective has waited S seconds for a rank (a hung rank); 0 = wait forever"},
     {"Runtime", "log-level", &TrainConfig::log_level, "LEVEL", "trace|debug|info|warn|error|critical|off"},
     {"General", kConfigOption, &TrainConfig::config_file, "FILE", "JSON object of option -> value (lowest precedence)"},
 };
@@ -450,6 +454,7 @@ void validate(const TrainConfig& cfg) {
   check(one_of(cfg.on_bad_slide, {"fail", "skip"}), "on-bad-slide", "fail or skip", quoted(cfg.on_bad_slide));
   check(one_of(cfg.cache, {"none", "ram", "ram32"}), "cache", "none, ram or ram32", quoted(cfg.cache));
   check(cfg.prefetch >= 1, "prefetch", ">= 1", to_text(cfg.prefetch));
+  check(cfg.max_bag_bytes >= 1, "max-bag-bytes", ">= 1", to_text(cfg.max_bag_bytes));
   check(cfg.checkpoint_every_steps >= 0, "checkpoint-every-steps", ">= 0 (0 = off)",
         to_text(cfg.checkpoint_every_steps));
   check(cfg.checkpoint_every_seconds >= 0, "checkpoint-every-seconds", ">= 0 (0 = off)",
@@ -472,6 +477,7 @@ void validate(const TrainConfig& cfg) {
   check(cfg.fold >= -1 && cfg.fold < cfg.folds, "fold", "-1 (all) or in [0, " + to_text(cfg.folds) + ")",
         to_text(cfg.fold));
   check(cfg.threads >= 0, "threads", ">= 0 (0 = all cores)", to_text(cfg.threads));
+  check(cfg.collective_timeout >= 0, "collective-timeout", ">= 0 (0 = wait forever)", to_text(cfg.collective_timeout));
   const std::string cuda_index = cfg.device.rfind("cuda:", 0) == 0 ? cfg.device.substr(5) : "";
   const bool cuda_n = !cuda_index.empty() && std::all_of(cuda_index.begin(), cuda_index.end(),
                                                          [](unsigned char c) { return std::isdigit(c); });

@@ -18,11 +18,13 @@
 #include "mil/data/sampler.hpp"
 #include "mil/data/splits.hpp"
 #include "mil/dist/parameter_sync.hpp"
+#include "mil/io/csv.hpp"
 #include "mil/io/files.hpp"
 #include "mil/io/tensorboard_writer.hpp"
 #include "mil/model/loss.hpp"
 #include "mil/model/state_dict.hpp"
 #include "mil/train/checkpoint_state.hpp"
+#include "mil/train/divergence_guard.hpp"
 #include "mil/train/optimizer.hpp"
 #include "mil/util/error.hpp"
 #include "mil/util/stop_signal.hpp"
@@ -103,7 +105,7 @@ struct Job {
   std::optional<CheckpointStore> store;
   int64_t sequence = 0;
   Clock::time_point last_checkpoint = Clock::now();
-  std::optional<io::TensorBoardWriter> tensorboard;  // main rank only; absent with --tensorboard-dir none
+  std::optional<io::TensorBoardLog> tensorboard;  // main rank only; absent with --tensorboard-dir none
 };
 
 std::string format_duration(double s) {
@@ -120,7 +122,7 @@ std::string format_duration(double s) {
 
 // One epoch's metrics as TensorBoard scalars at step = the 1-based epoch. NaN (no validation set, an undefined
 // AUC) is left out: TensorBoard cannot plot it.
-void write_epoch_scalars(io::TensorBoardWriter& tb, const EpochRecord& rec, const std::string& prefix) {
+void write_epoch_scalars(io::TensorBoardLog& tb, const EpochRecord& rec, const std::string& prefix) {
   const auto add = [&](const std::string& tag, double value) {
     if (!std::isnan(value)) tb.add_scalar(prefix + tag, value, rec.epoch);
   };
@@ -413,9 +415,12 @@ TrainedModel train_model(Job& job, const BagIndex& train, const BagIndex& val, i
     Clock::time_point last_progress = Clock::now();
     for (int64_t step = p.step; step < steps; ++step) {
       optimizer->zero_grad();
+      std::vector<StepBag> step_bags;  // for the divergence guard
       for (int k = 0; k < per_rank; ++k) {
         const uint64_t bag_seed = slot_seed(dropout_seed, epoch, step * bags_per_step + first_slot + k);
-        const auto [loss, trained] = train_bag(job, model, train, loader.next(), bag_seed);
+        const Bag bag = loader.next();
+        const auto [loss, trained] = train_bag(job, model, train, bag, bag_seed);
+        step_bags.push_back({train.bags[static_cast<size_t>(bag.index)].path, loss});
         bag_stats.push_back(loss);
         bag_stats.push_back(static_cast<double>(trained));
         instances += trained;
@@ -430,6 +435,7 @@ TrainedModel train_model(Job& job, const BagIndex& train, const BagIndex& val, i
                                       : 0.0f};
       average_gradients(params, job.comm, bags_per_step, &flags);
       optimizer->step();
+      check_step_finite(model.net->named_parameters(), step_bags, {fold, epoch + 1, step + 1, steps});
       p.step = step + 1;
       const bool stop = flags[0] > 0 || flags[1] > 0;
       if (stop || flags[2] > 0 || (cfg.checkpoint_every_steps > 0 && p.step % cfg.checkpoint_every_steps == 0)) {
@@ -523,7 +529,6 @@ std::optional<JobProgress> load_progress(Job& job) {
   const TrainConfig& cfg = job.cfg;
   std::optional<Checkpoint> ckpt;
   if (job.comm.is_main()) {
-    job.store.emplace(cfg.checkpoint_dir, cfg.keep_checkpoints);
     const size_t existing = job.store->list().size();
     if (!cfg.no_resume) ckpt = job.store->load_latest();
     if (!ckpt && existing > 0) {
@@ -550,13 +555,13 @@ std::optional<JobProgress> load_progress(Job& job) {
 void write_predictions(std::ofstream& out, const EvalResult& r, const ClassMap& classes,
                        const std::vector<std::vector<int>>& predicted, const std::string& set, int fold) {
   for (size_t i = 0; i < r.slide_ids.size(); ++i) {
-    out << r.slide_ids[i] << "," << set << "," << fold;
+    out << io::csv_field(r.slide_ids[i]) << "," << set << "," << fold;
     for (double p : r.probs[i]) out << "," << fmt::format("{:.6f}", p);
     std::vector<float> pred(predicted[i].begin(), predicted[i].end());
-    out << "," << classes.name_of(pred);
+    out << "," << io::csv_field(classes.name_of(pred));
     if (!r.targets.empty()) {
       std::vector<float> truth(r.targets[i].begin(), r.targets[i].end());
-      out << "," << classes.name_of(truth);
+      out << "," << io::csv_field(classes.name_of(truth));
     } else {
       out << ",";
     }
@@ -681,6 +686,12 @@ EvalResult evaluate_bags(TrainedModel& model, const BagIndex& index, const std::
 
 void run_training(const TrainConfig& cfg, Communicator& comm) {
   Job job(cfg, comm, resolve_device(cfg.device, comm.local_rank()));
+  if (comm.is_main()) {  // before any data is read: a bad output place, or a second job, fails now
+    io::ensure_writable_directories({{cfg.model_dir, "model directory"},
+                                     {cfg.output_dir, "output directory"},
+                                     {cfg.checkpoint_dir, "checkpoint directory"}});
+    job.store.emplace(cfg.checkpoint_dir, cfg.keep_checkpoints, /*exclusive=*/true);  // locks the directory
+  }
   spdlog::info("[train] device {}, {} libtorch thread(s); {} rank(s) x {} bag(s) = {} bag(s) per optimiser step",
                job.device.str(), torch::get_num_threads(), comm.world_size(), cfg.accumulate,
                comm.world_size() * cfg.accumulate);
@@ -691,6 +702,7 @@ void run_training(const TrainConfig& cfg, Communicator& comm) {
   IndexOptions index_opts;
   index_opts.features_key = cfg.features_key;
   index_opts.skip_bad_slides = cfg.on_bad_slide == "skip";
+  index_opts.max_bag_bytes = cfg.max_bag_bytes;
   const Clock::time_point t0 = Clock::now();
   const BagIndex train_all = index_channel(cfg.train_dir, &train_labels, &job.classes, index_opts);
   spdlog::info("[data] {}: {} slides, {} instances, D = {}, {} class(es) ({}), indexed in {:.1f}s", cfg.train_dir,
@@ -781,7 +793,7 @@ void run_training(const TrainConfig& cfg, Communicator& comm) {
 
   if (comm.is_main() && tensorboard_enabled(cfg)) {
     job.tensorboard.emplace(cfg.tensorboard_dir);
-    spdlog::info("[train] TensorBoard events: {}", job.tensorboard->path());
+    if (job.tensorboard->enabled()) spdlog::info("[train] TensorBoard events: {}", job.tensorboard->path());
   }
 
   // Train.
@@ -851,7 +863,7 @@ void run_training(const TrainConfig& cfg, Communicator& comm) {
 
   std::ofstream predictions(cfg.output_dir + "/predictions.csv");
   predictions << "slide_id,set,fold";
-  for (const auto& name : job.classes.class_names()) predictions << ",p_" << name;
+  for (const auto& name : job.classes.class_names()) predictions << "," << io::csv_field("p_" + name);
   predictions << ",predicted,label\n";
   for (size_t i = 0; i < models.size(); ++i) {
     write_predictions(predictions, val_results[i], job.classes,
