@@ -150,7 +150,7 @@ cmp "$WORK/ref/model/thresholds.json" "$WORK/run/model/thresholds.json" || fail 
 "$BUILD/tests/dsmil_compare_runs" "$WORK/ref/model/model.pth" "$WORK/run/model/model.pth" \
   "$WORK/ref/output/metrics.json" "$WORK/run/output/metrics.json" 0 || fail "metrics differ"
 cmp "$WORK/ref/output/predictions.csv" "$WORK/run/output/predictions.csv" || fail "predictions differ"
-# Retention: the newest --keep-checkpoints 2, nothing partial left behind.
-KEPT=$(find "$CKPT" -mindepth 1 -maxdepth 1 | wc -l)
+# Retention: the newest --keep-checkpoints 2, nothing partial left behind (beside the directory's lock file).
+KEPT=$(find "$CKPT" -mindepth 1 -maxdepth 1 ! -name .dsmil.lock | wc -l)
 [ "$KEPT" = 2 ] || { ls -la "$CKPT"; fail "expected the 2 newest checkpoints in $CKPT, found $KEPT entries"; }
 echo "interruption test: $ATTEMPT starts, final model bitwise identical to the uninterrupted run's (seed $SEED)"

@@ -121,8 +121,14 @@ const OptionSpec kOptions[] = {
     {"Channels", "on-bad-slide", "fail|skip", "What to do with an unreadable slide", kTrains, &T::on_bad_slide,
      &E::on_bad_slide},
     {"Channels", "prefetch", "N", "Bags read ahead in the background", kRuns, &T::prefetch, &E::prefetch},
+    {"Channels", "max-bag-bytes", "BYTES",
+     "Largest features dataset a slide may declare (N x D x dtype size); a larger one is a bad slide", kRuns,
+     &T::max_bag_bytes, kNone},
     {"Runtime", "threads", "N", "libtorch threads; 0 = all cores", kRuns, &T::threads, &E::threads},
     {"Runtime", "device", "auto|cpu|cuda|cuda:N", "Compute device", kRuns, &T::device, &E::device},
+    {"Runtime", "collective-timeout", "S",
+     "MPI ranks: end the job when a collective has waited S seconds for a rank (a hung rank); 0 = wait forever",
+     kRuns, &T::collective_timeout, kNone},
     {"Runtime", "log-level", "LEVEL", "trace|debug|info|warn|error|critical|off", kRuns, &T::log_level, &E::log_level},
 };
 // clang-format on

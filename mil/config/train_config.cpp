@@ -135,6 +135,9 @@ void validate(const TrainConfig& cfg) {
   check(!cfg.features_key.empty(), "features-key", "an HDF5 dataset name", "''");
   check(cfg.cache == "none" || cfg.cache == "ram" || cfg.cache == "ram32", "cache", "none, ram or ram32",
         quoted(cfg.cache));
+  check(cfg.max_bag_bytes >= 1, "max-bag-bytes", ">= 1", option_text(static_cast<double>(cfg.max_bag_bytes)));
+  check(cfg.collective_timeout >= 0, "collective-timeout", ">= 0 (0 = wait forever)",
+        option_text(cfg.collective_timeout));
   check(cfg.checkpoint_every_steps >= 0, "checkpoint-every-steps", ">= 0 (0 = off)",
         option_text(cfg.checkpoint_every_steps));
   check(cfg.checkpoint_every_seconds >= 0, "checkpoint-every-seconds", ">= 0 (0 = off)",

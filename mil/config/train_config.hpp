@@ -68,6 +68,10 @@ struct TrainConfig {
   std::string device = "auto";     // --device: auto|cpu|cuda|cuda:N
   std::string log_level = "info";  // --log-level
   std::string config_file;         // --config FILE (JSON object of option -> value)
+
+  // Limits against hostile input and hung ranks
+  int64_t max_bag_bytes = int64_t{16} << 30;  // --max-bag-bytes: a larger declared N x D x dtype is a bad slide
+  double collective_timeout = 1800;           // --collective-timeout: seconds in one MPI collective; 0 = forever
 };
 
 // Where the SageMaker contract's inputs come from; injectable so tests can fake a job.

@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <filesystem>
 #include <map>
 #include <numeric>
@@ -21,8 +22,22 @@ bool is_feature_file(const fs::path& p) {
   return ext == ".h5" || ext == ".hdf5";
 }
 
+// Why a dataset of this shape is too large to read (N x D x dtype size over `max_bytes`), or "". The
+// product is formed without overflow: a hostile header may declare 2^63 instances.
+std::string check_size(const io::H5DatasetInfo& info, int64_t max_bytes) {
+  long double bytes = static_cast<long double>(info.type_size);
+  for (int64_t d : info.shape) bytes *= static_cast<long double>(d);
+  if (bytes <= static_cast<long double>(max_bytes)) return "";
+  std::string shape;
+  for (int64_t d : info.shape) shape += (shape.empty() ? "" : " x ") + std::to_string(d);
+  char amount[64];
+  std::snprintf(amount, sizeof(amount), "%.3Lg GB", bytes / 1e9L);
+  return "declares " + shape + " " + info.dtype_name() + " = " + amount + ", over --max-bag-bytes " +
+         std::to_string(max_bytes) + " (a corrupt header, or raise the limit)";
+}
+
 // Shape and dtype checks of one file; returns the reason it is unusable, or "" when it is fine.
-std::string inspect(BagInfo* bag, const std::string& features_key) {
+std::string inspect(BagInfo* bag, const std::string& features_key, int64_t max_bytes) {
   try {
     io::H5Reader file(bag->path);
     if (!file.has(features_key)) return "no dataset '" + features_key + "'";
@@ -38,6 +53,8 @@ std::string inspect(BagInfo* bag, const std::string& features_key) {
     bag->feature_dim = info.shape[1];
     if (bag->num_instances == 0) return "dataset '" + features_key + "' has zero instances";
     if (bag->feature_dim == 0) return "dataset '" + features_key + "' has zero features per instance";
+    const std::string too_big = check_size(info, max_bytes);
+    if (!too_big.empty()) return "dataset '" + features_key + "' " + too_big;
     if (file.has("coords")) {
       const io::H5DatasetInfo coords = file.info("coords");
       if (coords.shape.size() != 2 || coords.shape[0] != bag->num_instances || coords.shape[1] != 2) {
@@ -116,7 +133,7 @@ BagIndex index_channel(const std::string& dir, const LabelTable* labels, const C
         }
       }
     }
-    const std::string why = inspect(&bag, options.features_key);
+    const std::string why = inspect(&bag, options.features_key, options.max_bag_bytes);
     if (!why.empty()) {
       problems.emplace_back(id, path + ": " + why);
       continue;

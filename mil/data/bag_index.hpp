@@ -1,6 +1,7 @@
 #pragma once
 // The index of a channel: every slide's file, shape and target, built from HDF5 headers only (no feature
 // data is read), so start-up on thousands of slides takes seconds.
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -19,9 +20,16 @@ struct BagInfo {
   std::vector<float> target;  // C bits; empty when the channel has no labels
 };
 
+// The largest feature dataset a slide may declare, in bytes (N x D x dtype size): 16 GiB, over ten times a
+// large slide (200,000 patches x 2,560 float32 features = 2 GB). A header declaring more (a corrupt or
+// hostile file: 10^12 x 64 fits in a 1.4 kB chunked file) is a bad slide, named at index time, instead of
+// an allocation failure mid-training.
+inline constexpr int64_t kDefaultMaxBagBytes = int64_t{16} << 30;
+
 struct IndexOptions {
-  std::string features_key = "features";  // dataset holding [N, D]
-  bool skip_bad_slides = false;           // --on-bad-slide skip: leave bad slides out (logged) instead of failing
+  std::string features_key = "features";        // dataset holding [N, D]
+  bool skip_bad_slides = false;                 // --on-bad-slide skip: leave bad slides out (logged) instead of failing
+  int64_t max_bag_bytes = kDefaultMaxBagBytes;  // --max-bag-bytes: a larger N x D x dtype size is a bad slide
 };
 
 struct BagIndex {

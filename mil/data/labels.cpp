@@ -60,38 +60,7 @@ ClassMap ClassMap::infer(const std::vector<std::string>& labels, int64_t num_cla
     return parse_index(s, &v);
   });
 
-  if (map.numeric_) {
-    std::set<int64_t> values;
-    for (const auto& s : labels) {
-      int64_t v;
-      parse_index(s, &v);
-      values.insert(v);
-    }
-    int64_t negative = -1;
-    if (!negative_label.empty() && !parse_index(negative_label, &negative)) {
-      throw Error(source, "--negative-label", "'" + negative_label + "' is not an integer, but the labels are");
-    }
-    int64_t c = num_classes;
-    if (c == 0) {
-      const int64_t k = *values.rbegin() + 1;
-      if (negative >= 0) {
-        c = negative;  // classes 0..negative-1; the negative label and anything above it is all-zero
-      } else {
-        c = k <= 2 ? 1 : k;
-      }
-    }
-    if (c == 1) {
-      if (negative > 0) throw Error(source, "--negative-label", "binary numeric labels are 0 (negative) and 1");
-      negative = 0;
-    } else if (negative >= 0 && negative < c) {
-      throw Error(source, "--negative-label",
-                  std::to_string(negative) + " is a class index; with " + std::to_string(c) +
-                      " classes the negative label must be >= " + std::to_string(c));
-    }
-    for (int64_t i = 0; i < c; ++i) map.class_names_.push_back(std::to_string(c == 1 ? 1 : i));
-    map.negative_label_ = std::to_string(negative >= 0 ? negative : c);
-    return map;
-  }
+  if (map.numeric_) return infer_numeric(labels, num_classes, negative_label, source);
 
   std::set<std::string> names(labels.begin(), labels.end());
   if (!negative_label.empty()) {
@@ -119,6 +88,56 @@ ClassMap ClassMap::infer(const std::vector<std::string>& labels, int64_t num_cla
   return map;
 }
 
+ClassMap ClassMap::infer_numeric(const std::vector<std::string>& labels, int64_t num_classes,
+                                 const std::string& negative_label, const std::string& source) {
+  ClassMap map;
+  map.numeric_ = true;
+  std::set<int64_t> values;
+  for (const auto& s : labels) {
+    int64_t v;
+    parse_index(s, &v);
+    values.insert(v);
+  }
+  int64_t negative = -1;
+  if (!negative_label.empty() && !parse_index(negative_label, &negative)) {
+    throw Error(source, "--negative-label", "'" + negative_label + "' is not an integer, but the labels are");
+  }
+  const int64_t k = *values.rbegin() + 1;  // values 0..k-1
+  int64_t c = num_classes;
+  if (c == 0) {
+    // An inferred class count is bounded: one stray value (999999999) must not make a billion classes.
+    const int64_t implied = negative >= k - 1 ? negative : (negative >= 0 ? k - 1 : (k <= 2 ? 1 : k));
+    if (implied > kMaxInferredClasses) {
+      const int64_t culprit = negative >= k - 1 ? negative : *values.rbegin();
+      throw Error(source, negative >= k - 1 ? "--negative-label" : "label " + std::to_string(culprit),
+                  "numeric label " + std::to_string(culprit) + " implies " + std::to_string(implied) +
+                      " classes (more than " + std::to_string(kMaxInferredClasses) +
+                      "); pass --num-classes C (values >= C are the negative label) or use string labels");
+    }
+    c = implied;
+  }
+  if (c == 1) {
+    if (negative > 0) throw Error(source, "--negative-label", "binary numeric labels are 0 (negative) and 1");
+    map.class_names_ = {"1"};
+    map.negative_label_ = "0";
+    return map;
+  }
+  if (negative >= 0 && negative < c && num_classes != 0) {
+    throw Error(source, "--negative-label",
+                std::to_string(negative) + " is a class index; with --num-classes " + std::to_string(c) +
+                    " the negative label must be >= " + std::to_string(c));
+  }
+  // Class c is the c-th value of 0..c (0..c-1 when the negative label is not among them) other than the
+  // negative label: --negative-label 0 with labels 0-3 makes classes 1, 2, 3.
+  const bool inside = negative >= 0 && negative < k - 1 && num_classes == 0;
+  for (int64_t v = 0; static_cast<int64_t>(map.class_names_.size()) < c; ++v) {
+    if (!(inside && v == negative)) map.class_names_.push_back(std::to_string(v));
+  }
+  map.negative_label_ = std::to_string(negative >= 0 ? negative : c);
+  if (map.class_names_.empty()) throw Error(source, "", "every label is the negative label: nothing to learn");
+  return map;
+}
+
 std::vector<float> ClassMap::target(const std::string& label, const std::string& source,
                                     const std::string& slide_id) const {
   std::vector<float> t(class_names_.size(), 0.0f);
@@ -130,9 +149,11 @@ std::vector<float> ClassMap::target(const std::string& label, const std::string&
     if (class_names_.size() == 1) {
       if (v > 1) throw Error(source, slide_id, "label " + label + " is not 0 or 1 (binary task)");
       t[0] = static_cast<float>(v);
-    } else if (v < num_classes()) {
-      t[static_cast<size_t>(v)] = 1.0f;
+      return t;
     }
+    // A value naming no class is the negative label, or >= C (the reference's rule): all zero.
+    auto it = std::find(class_names_.begin(), class_names_.end(), std::to_string(v));
+    if (it != class_names_.end()) t[static_cast<size_t>(it - class_names_.begin())] = 1.0f;
     return t;
   }
   if (label == negative_label_) return t;

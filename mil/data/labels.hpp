@@ -6,9 +6,12 @@
 //  * Numeric labels, C given: 0..C-1 name classes; any value >= C is the negative label (the reference's
 //    rule). C = 1: 0 is negative, 1 positive.
 //  * Numeric labels, C inferred: {0, 1} -> C = 1; 0..K-1 with K > 2 -> C = K (no negative class), or
-//    C = K-1 when --negative-label names one of them.
+//    C = K-1 when --negative-label names one of them: the classes are the other values in order (labels
+//    0-3 with --negative-label 0: classes 1, 2, 3). An inferred C above kMaxInferredClasses is an error
+//    naming the value (a stray 999999999 would otherwise make a billion classes); --num-classes lifts it.
 //  * String labels: classes are the distinct values in sorted order, less --negative-label if given;
 //    exactly two values and no negative label -> C = 1 with the first (sorted) value negative.
+#include <cstdint>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -24,6 +27,9 @@ struct LabelTable {
 // CSV with a header holding `slide_id` and `label` (other columns ignored). Throws mil::Error naming the
 // file for a missing column, an empty slide id or label, or a slide listed twice.
 LabelTable read_label_csv(const std::string& path);
+
+// The most classes numeric labels may imply without --num-classes.
+inline constexpr int64_t kMaxInferredClasses = 1000;
 
 class ClassMap {
  public:
@@ -46,6 +52,9 @@ class ClassMap {
   static ClassMap from_json(const nlohmann::json& j, const std::string& source);
 
  private:
+  static ClassMap infer_numeric(const std::vector<std::string>& labels, int64_t num_classes,
+                                const std::string& negative_label, const std::string& source);
+
   bool numeric_ = false;                  // numeric labels use the ">= C is negative" rule
   std::vector<std::string> class_names_;  // bit c <-> class_names_[c]
   std::string negative_label_;            // the value (or, numeric, the first value) that maps to all-zero

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "mil/io/csv.hpp"
 #include "mil/io/files.hpp"
 #include "mil/io/h5_reader.hpp"
 #include "mil/util/error.hpp"
@@ -50,7 +51,7 @@ void write_synthetic_channel(const std::string& dir, const SyntheticOptions& o) 
       const torch::Tensor cells = torch::randperm(side * side, gen, torch::kLong).slice(0, 0, n);
       file.write("coords", torch::stack({cells.remainder(side), cells.div(side, "floor")}, 1) * 256);
     }
-    labels << id << "," << label << "\n";
+    labels << io::csv_field(id) << "," << label << "\n";
   }
   if (!labels) throw Error(dir + "/labels.csv", "", "write failed");
 }

@@ -28,6 +28,9 @@ class Communicator {
   // In place: every rank ends with rank `root`'s bytes (a checkpoint only rank 0 has read).
   virtual void broadcast_bytes(std::string& bytes, int root) = 0;
   virtual void barrier() = 0;
+  // A collective that has not completed after this many seconds ends the job with an error naming the ranks
+  // that did not arrive (a hung, not dead, rank); 0 = wait forever. No-op for a single process.
+  virtual void set_collective_timeout(double /*seconds*/) {}
   // Ends every rank of the job with this exit code (after an error on one rank).
   [[noreturn]] virtual void abort(int code) = 0;
 };

@@ -29,6 +29,18 @@ size_t CsvTable::require_column(const std::string& name) const {
   throw Error(path, name, "missing column (the header has: " + have + ")");
 }
 
+std::string csv_field(const std::string& value) {
+  const bool padded =
+      !value.empty() && (value.front() == ' ' || value.front() == '\t' || value.back() == ' ' || value.back() == '\t');
+  if (!padded && value.find_first_of(",\"\r\n") == std::string::npos) return value;
+  std::string out = "\"";
+  for (const char c : value) {
+    if (c == '"') out += '"';
+    out += c;
+  }
+  return out + "\"";
+}
+
 CsvTable read_csv(const std::string& path) {
   std::string text = read_file(path);
   if (text.rfind("\xEF\xBB\xBF", 0) == 0) text.erase(0, 3);
@@ -99,18 +111,6 @@ CsvTable read_csv(const std::string& path) {
   if (!field.empty() || !record.empty()) end_record();
   if (table.header.empty()) throw Error(path, "", "empty CSV file (no header)");
   return table;
-}
-
-std::string csv_field(const std::string& value) {
-  const bool blank_edge =
-      !value.empty() && (value.front() == ' ' || value.front() == '\t' || value.back() == ' ' || value.back() == '\t');
-  if (value.find_first_of(",\"\r\n") == std::string::npos && !blank_edge) return value;
-  std::string out = "\"";
-  for (char c : value) {
-    out += c;
-    if (c == '"') out += '"';
-  }
-  return out + "\"";
 }
 
 }  // namespace mil::io

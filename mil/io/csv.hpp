@@ -22,8 +22,9 @@ struct CsvTable {
 // text after a closing quote, or a row whose field count differs from the header's. Blank lines are skipped.
 CsvTable read_csv(const std::string& path);
 
-// One field as RFC 4180 writes it: quoted (inner quotes doubled) when it holds a comma, a quote, CR or LF,
-// or leading/trailing blanks (which read_csv trims from unquoted fields); as it is otherwise.
+// One field as RFC 4180 writes it: quoted when it holds a comma, a double quote, CR or LF (or starts or ends
+// with a space or tab, which read_csv trims from unquoted fields), with quotes doubled; otherwise as is.
+// Every CSV the project writes goes through it, so a slide id like `slide,7` stays one field.
 std::string csv_field(const std::string& value);
 
 }  // namespace mil::io

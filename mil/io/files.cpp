@@ -70,6 +70,31 @@ void ensure_dir(const std::string& dir, const std::string& what) {
   if (!std::filesystem::is_directory(dir, ec)) throw Error(dir, "", what + " exists and is not a directory");
 }
 
+void ensure_writable_directories(const std::vector<std::pair<std::string, std::string>>& dirs) {
+  namespace fs = std::filesystem;
+  for (const auto& [dir, what] : dirs) {
+    if (dir.empty()) continue;
+    std::error_code ec;
+    if (fs::exists(dir, ec) && !fs::is_directory(dir, ec)) {
+      throw Error(dir, "", "the " + what + " is a file, not a directory");
+    }
+    ensure_dir(dir, "the " + what);
+    const fs::path probe = fs::path(dir) / (".dsmil-write-probe." + std::to_string(::getpid()));
+    const int fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) throw Error(dir, "", "cannot write in the " + what + ": " + errno_text());
+    std::string why;
+    try {
+      write_all(fd, std::string(64 * 1024, '\0'), probe.string());
+      if (::fsync(fd) != 0) why = "fsync failed: " + errno_text();
+    } catch (const Error& e) {
+      why = e.reason();
+    }
+    ::close(fd);
+    ::unlink(probe.c_str());
+    if (!why.empty()) throw Error(dir, "", "cannot write in the " + what + " (" + why + ")");
+  }
+}
+
 std::string read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw Error(path, "", "cannot open: " + errno_text());

@@ -1,6 +1,8 @@
 #pragma once
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 namespace mil::io {
 
@@ -12,6 +14,12 @@ void write_file_atomically(const std::string& path, std::string_view bytes);
 // Creates `dir` and its parents when missing. Throws mil::Error naming the directory and `what` it is for
 // ("the output directory") when it cannot be made or is not a directory.
 void ensure_dir(const std::string& dir, const std::string& what);
+
+// Start-up check of where a job will write: each (directory, what) is created with its parents and probed
+// by writing, fsyncing and removing a small hidden file, so a file where a directory is expected, a
+// read-only mount or a full disk is one mil::Error naming the directory and `what` ("model directory")
+// before any training, not after hours. The probe is 64 KiB, so a disk with less room fails it.
+void ensure_writable_directories(const std::vector<std::pair<std::string, std::string>>& dirs);
 
 // Whole file into memory; throws mil::Error naming the path when it cannot be read.
 std::string read_file(const std::string& path);

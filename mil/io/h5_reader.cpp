@@ -109,7 +109,14 @@ torch::Tensor H5Reader::read(const std::string& dataset) const {
   const H5DatasetInfo meta = info(dataset);
   const torch::ScalarType type = torch_type(meta);
   if (type == torch::kByte) throw Error(file_, dataset, "unsupported dtype (" + meta.dtype_name() + ")");
-  torch::Tensor out = torch::empty(meta.shape, type);
+  torch::Tensor out;
+  try {
+    out = torch::empty(meta.shape, type);
+  } catch (const std::exception& e) {  // c10::Error from the allocator, or std::bad_alloc
+    std::string shape;
+    for (int64_t d : meta.shape) shape += (shape.empty() ? "" : " x ") + std::to_string(d);
+    throw Error(file_, dataset, "cannot allocate " + shape + " " + meta.dtype_name() + ": out of memory");
+  }
   if (out.numel() == 0) return out;
   try {
     open(dataset).read(out.data_ptr(), memory_type(type));

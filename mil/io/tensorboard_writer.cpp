@@ -1,6 +1,7 @@
 #include "mil/io/tensorboard_writer.hpp"
 
 #include <isa-l/crc.h>
+#include <spdlog/spdlog.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -104,6 +105,38 @@ void TensorBoardWriter::write_record(const std::string& data) {
   if (std::fwrite(record.data(), 1, record.size(), file_) != record.size()) {
     throw Error(path_, "", "write failed: " + errno_text());
   }
+}
+
+TensorBoardLog::TensorBoardLog(const std::string& dir) : path_(dir) {
+  try {
+    writer_ = std::make_unique<TensorBoardWriter>(dir);
+    path_ = writer_->path();
+  } catch (const Error& e) {
+    disable(e.what());
+  }
+}
+
+void TensorBoardLog::add_scalar(const std::string& tag, double value, int64_t step) {
+  if (!writer_) return;
+  try {
+    writer_->add_scalar(tag, value, step);
+  } catch (const Error& e) {
+    disable(e.what());
+  }
+}
+
+void TensorBoardLog::flush() {
+  if (!writer_) return;
+  try {
+    writer_->flush();
+  } catch (const Error& e) {
+    disable(e.what());
+  }
+}
+
+void TensorBoardLog::disable(const std::string& why) {
+  spdlog::warn("[train] TensorBoard events off for the rest of the job: {}", why);
+  writer_.reset();
 }
 
 }  // namespace mil::io

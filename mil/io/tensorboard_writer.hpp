@@ -5,6 +5,7 @@
 // TensorBoard checks both CRCs and reads a file while it grows, so a running job shows up live.
 #include <cstdint>
 #include <cstdio>
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -30,6 +31,23 @@ class TensorBoardWriter {
 
   std::string path_;
   std::FILE* file_ = nullptr;
+};
+
+// What a training job uses: a TensorBoardWriter whose failures are warnings. TensorBoard curves are a view
+// of the job, not its product, so a directory that cannot be created, a full disk or a lost mount logs one
+// warning naming the file and turns the events off; training goes on.
+class TensorBoardLog {
+ public:
+  explicit TensorBoardLog(const std::string& dir);
+  void add_scalar(const std::string& tag, double value, int64_t step);
+  void flush();
+  bool enabled() const { return writer_ != nullptr; }
+  const std::string& path() const { return path_; }  // the event file, or the directory when disabled
+
+ private:
+  void disable(const std::string& why);
+  std::unique_ptr<TensorBoardWriter> writer_;
+  std::string path_;
 };
 
 // TFRecord's checksum: CRC32C (Castagnoli), rotated right by 15 bits plus 0xa282ead8, so that the CRC of

@@ -7,10 +7,15 @@
 
 #include <algorithm>
 #include <cctype>
+#include <chrono>
+#include <csignal>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <random>
 
+#include "mil/io/dir_lock.hpp"
 #include "mil/io/files.hpp"
 #include "mil/util/error.hpp"
 
@@ -20,6 +25,23 @@ namespace {
 
 constexpr const char* kManifest = "MANIFEST.json";
 constexpr const char* kPrefix = "ckpt-";
+constexpr const char* kTmpSuffix = ".tmp";
+
+int g_kill_stage = 0;
+
+void kill_point(int stage) {
+  if (stage == g_kill_stage) ::kill(::getpid(), SIGKILL);
+}
+
+// 16 hex digits, different for every store of every process.
+std::string make_nonce() {
+  std::random_device rd;
+  const uint64_t v = (static_cast<uint64_t>(rd()) << 32) ^ rd() ^ static_cast<uint64_t>(::getpid()) ^
+                     static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
+  char buf[24];
+  std::snprintf(buf, sizeof(buf), "%016llx", static_cast<unsigned long long>(v));
+  return buf;
+}
 
 std::string checkpoint_name(int64_t step) {
   char buf[32];
@@ -68,6 +90,10 @@ std::string verify(const fs::path& path, Checkpoint* out) {
 
 }  // namespace
 
+void set_checkpoint_kill_stage_for_testing(int stage) {
+  g_kill_stage = stage;
+}
+
 std::string crc32_hex(const std::string& bytes) {
   uLong crc = crc32(0L, Z_NULL, 0);
   size_t done = 0;
@@ -81,22 +107,27 @@ std::string crc32_hex(const std::string& bytes) {
   return buf;
 }
 
-CheckpointStore::CheckpointStore(std::string dir, int keep) : dir_(std::move(dir)), keep_(keep) {
+CheckpointStore::CheckpointStore(std::string dir, int keep, bool exclusive)
+    : dir_(std::move(dir)), keep_(keep), nonce_(make_nonce()) {
   if (keep_ < 1) throw Error("", "--keep-checkpoints", "must be >= 1");
+  if (exclusive) lock_ = std::make_unique<io::DirectoryLock>(dir_, "checkpoint directory");
 }
+
+CheckpointStore::~CheckpointStore() = default;
+CheckpointStore::CheckpointStore(CheckpointStore&&) noexcept = default;
+CheckpointStore& CheckpointStore::operator=(CheckpointStore&&) noexcept = default;
 
 std::string CheckpointStore::write(int64_t step, const std::map<std::string, std::string>& files) {
   io::ensure_dir(dir_, "the checkpoint directory");
   const fs::path final_path = fs::path(dir_) / checkpoint_name(step);
-  std::string tmp_name = ".";  // hidden while incomplete
-  tmp_name += checkpoint_name(step);
-  tmp_name += ".tmp";
-  const fs::path tmp = fs::path(dir_) / tmp_name;
+  // Hidden while incomplete, and named by this store's nonce so no other writer's temporary is touched.
+  const fs::path tmp = fs::path(dir_) / ("." + checkpoint_name(step) + "." + nonce_ + kTmpSuffix);
   std::error_code ec;
   fs::remove_all(tmp, ec);
   if (!fs::create_directory(tmp, ec) || ec) {
     throw Error(tmp.string(), "", "cannot create the checkpoint: " + (ec ? ec.message() : "exists"));
   }
+  kill_point(1);
   try {
     nlohmann::json manifest = {{"step", step}, {"files", nlohmann::json::object()}};
     for (const auto& [name, bytes] : files) {
@@ -105,28 +136,51 @@ std::string CheckpointStore::write(int64_t step, const std::map<std::string, std
       }
       io::write_file_atomically((tmp / name).string(), bytes);
       manifest["files"][name] = {{"size", bytes.size()}, {"crc32", crc32_hex(bytes)}};
+      kill_point(2);
     }
+    kill_point(3);
     // The manifest last: a directory without one is never taken for a checkpoint.
     io::write_file_atomically((tmp / kManifest).string(), manifest.dump(2) + "\n");
     fsync_path(tmp, O_RDONLY | O_DIRECTORY);
+    kill_point(4);
     fs::remove_all(final_path, ec);  // a leftover of an earlier run at the same step
     fs::rename(tmp, final_path, ec);
     if (ec) throw Error(final_path.string(), "", "cannot commit the checkpoint: " + ec.message());
     fsync_path(dir_, O_RDONLY | O_DIRECTORY);
+    kill_point(5);
   } catch (...) {
     fs::remove_all(tmp, ec);
     throw;
   }
-  // Prune only now that the new checkpoint is complete, with any partial one a killed writer left hidden.
+  prune();
+  kill_point(6);
+  return final_path.string();
+}
+
+// Only now that the new checkpoint is complete: the newest `keep_` stay, and so does the newest checkpoint
+// that verifies, should every newer one fail its checksums. Temporaries left by killed writers go too: ours,
+// and, under the lock, any other (their writers are dead, or they would hold the lock).
+void CheckpointStore::prune() const {
+  std::error_code ec;
   const std::vector<std::string> all = list();
-  for (size_t i = static_cast<size_t>(keep_); i < all.size(); ++i) fs::remove_all(all[i], ec);
+  bool valid_seen = false;
+  for (size_t i = 0; i < all.size(); ++i) {
+    const bool first_valid = !valid_seen && verify(all[i], nullptr).empty();
+    valid_seen = valid_seen || first_valid;
+    if (i < static_cast<size_t>(keep_)) continue;
+    if (first_valid) {
+      spdlog::warn("[ckpt] keeping {}: every newer checkpoint fails verification", all[i]);
+      continue;
+    }
+    fs::remove_all(all[i], ec);
+  }
   for (const auto& entry : fs::directory_iterator(dir_, ec)) {
     const std::string name = entry.path().filename().string();
-    if (name.rfind(std::string(".") + kPrefix, 0) == 0 && name.size() > 4 && name.substr(name.size() - 4) == ".tmp") {
-      fs::remove_all(entry.path(), ec);
-    }
+    const bool temporary = name.rfind(std::string(".") + kPrefix, 0) == 0 && name.size() > std::strlen(kTmpSuffix) &&
+                           name.compare(name.size() - std::strlen(kTmpSuffix), std::string::npos, kTmpSuffix) == 0;
+    const bool ours = name.find("." + nonce_ + kTmpSuffix) != std::string::npos;
+    if (temporary && (ours || lock_)) fs::remove_all(entry.path(), ec);
   }
-  return final_path.string();
 }
 
 std::vector<std::string> CheckpointStore::list() const {

@@ -7,13 +7,14 @@
 
 namespace mil {
 
-CheckpointWriter::CheckpointWriter(const TrainConfig& cfg, Communicator& comm, JobIdentity identity)
-    : cfg_(cfg), comm_(comm), identity_(std::move(identity)) {}
+CheckpointWriter::CheckpointWriter(const TrainConfig& cfg, Communicator& comm) : cfg_(cfg), comm_(comm) {
+  if (comm_.is_main()) store_.emplace(cfg_.checkpoint_dir, cfg_.keep_checkpoints, /*exclusive=*/true);
+}
 
-std::optional<JobProgress> CheckpointWriter::load() {
+std::optional<JobProgress> CheckpointWriter::load(JobIdentity identity) {
+  identity_ = std::move(identity);
   std::optional<Checkpoint> ckpt;
   if (comm_.is_main()) {
-    store_.emplace(cfg_.checkpoint_dir, cfg_.keep_checkpoints);
     const size_t existing = store_->list().size();
     if (!cfg_.no_resume) ckpt = store_->load_latest();
     if (!ckpt && existing > 0) {

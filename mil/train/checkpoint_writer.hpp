@@ -15,12 +15,14 @@ namespace mil {
 
 class CheckpointWriter {
  public:
-  CheckpointWriter(const TrainConfig& cfg, Communicator& comm, JobIdentity identity);
+  // The main rank opens the store and holds the directory's lock from here on: a second job on the same
+  // directory is refused now, before any data is read.
+  CheckpointWriter(const TrainConfig& cfg, Communicator& comm);
 
   // The newest usable checkpoint of this job, read by the main rank and sent to every rank (the others may
-  // not see its directory), decoded and checked against the identity; nullopt to start afresh (also with
-  // --no-resume). Every rank calls it. Throws mil::Error for a checkpoint of another job.
-  std::optional<JobProgress> load();
+  // not see its directory), decoded and checked against `identity`, which later checkpoints carry; nullopt
+  // to start afresh (also with --no-resume). Every rank calls it. Throws mil::Error for another job's.
+  std::optional<JobProgress> load(JobIdentity identity);
 
   // Commits the progress `build` returns (its sequence is set here) as the next checkpoint. Every rank calls
   // it at the same moment (they count checkpoints alike); only the main rank builds and writes. `moment` is

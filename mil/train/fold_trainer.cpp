@@ -14,6 +14,7 @@
 #include "mil/dist/parameter_sync.hpp"
 #include "mil/model/loss.hpp"
 #include "mil/model/state_dict.hpp"
+#include "mil/train/divergence_guard.hpp"
 #include "mil/train/model_state.hpp"
 #include "mil/train/optimizer.hpp"
 #include "mil/train/scheduler.hpp"
@@ -240,9 +241,12 @@ void FoldRun::train_epoch(int epoch, EpochRecord& rec) {
 // update, and a checkpoint when one is due. Returns the signals every rank agreed on.
 StepSignals FoldRun::step(int epoch, int64_t step) {
   optimizer_->zero_grad();
+  std::vector<StepBag> step_bags;  // for the divergence guard
   for (int k = 0; k < per_rank_; ++k) {
     const uint64_t bag_seed = slot_seed(dropout_seed_, epoch, step * bags_per_step_ + first_slot_ + k);
-    const auto [loss, trained] = train_bag(loader_->next(), bag_seed);
+    const Bag bag = loader_->next();
+    const auto [loss, trained] = train_bag(bag, bag_seed);
+    step_bags.push_back({data_.train.bags[static_cast<size_t>(bag.index)].path, loss});
     bag_stats_.push_back(loss);
     bag_stats_.push_back(static_cast<double>(trained));
     instances_ += trained;
@@ -251,6 +255,8 @@ StepSignals FoldRun::step(int epoch, int64_t step) {
   average_gradients(params_, ctx_.comm, bags_per_step_, &flags);
   const StepSignals agreed = StepSignals::from_flags(flags);
   optimizer_->step();
+  check_step_finite(model_.net->named_parameters(), step_bags,
+                    {data_.fold, epoch + 1, step + 1, sampler_->steps_per_epoch()});
   p_.step = step + 1;
   if (scheduler_.checkpoint_after_step(agreed, p_.step)) {
     checkpoint(fmt::format("epoch {} step {}/{}{}", epoch + 1, p_.step, sampler_->steps_per_epoch(),

@@ -74,6 +74,7 @@ JobData load_job_data(const TrainConfig& cfg) {
   IndexOptions index_opts;
   index_opts.features_key = cfg.features_key;
   index_opts.skip_bad_slides = cfg.on_bad_slide == "skip";
+  index_opts.max_bag_bytes = cfg.max_bag_bytes;
   const Clock::time_point t0 = Clock::now();
   const BagIndex train_all = index_channel(cfg.train_dir, &train_labels, &data.classes, index_opts);
   data.feature_dim = train_all.feature_dim;

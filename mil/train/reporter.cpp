@@ -35,7 +35,7 @@ void Reporter::restore(nlohmann::json records, int total_planned, int epochs_don
 void Reporter::open_tensorboard() {
   if (!is_main_ || !tensorboard_enabled(cfg_)) return;
   tensorboard_.emplace(cfg_.tensorboard_dir);
-  spdlog::info("[train] TensorBoard events: {}", tensorboard_->path());
+  if (tensorboard_->enabled()) spdlog::info("[train] TensorBoard events: {}", tensorboard_->path());
 }
 
 void Reporter::epoch(const EpochRecord& rec, const std::string& fold_text, bool improved) {

@@ -59,8 +59,8 @@ class Reporter {
   nlohmann::json records_ = nlohmann::json::array();
   int total_planned_ = 0;
   int epochs_done_ = 0;
-  int epochs_done_at_start_ = 0;  // by earlier processes of a resumed job (for the ETA)
-  std::optional<io::TensorBoardWriter> tensorboard_;
+  int epochs_done_at_start_ = 0;                   // by earlier processes of a resumed job (for the ETA)
+  std::optional<io::TensorBoardLog> tensorboard_;  // a write failure turns it off with a warning
 };
 
 }  // namespace mil

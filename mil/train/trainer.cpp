@@ -5,6 +5,7 @@
 #include <optional>
 
 #include "mil/eval/evaluation.hpp"
+#include "mil/io/files.hpp"
 #include "mil/train/checkpoint_writer.hpp"
 #include "mil/train/fold_trainer.hpp"
 #include "mil/train/job_data.hpp"
@@ -56,6 +57,12 @@ void resume_job(const TrainConfig& cfg, const JobData& data, const torch::Device
 
 void run_training(const TrainConfig& cfg, Communicator& comm) {
   Reporter reporter(cfg, comm.is_main());
+  if (comm.is_main()) {  // before any data is read: a bad output place fails now
+    io::ensure_writable_directories({{cfg.model_dir, "model directory"},
+                                     {cfg.output_dir, "output directory"},
+                                     {cfg.checkpoint_dir, "checkpoint directory"}});
+  }
+  CheckpointWriter checkpoints(cfg, comm);  // holds the checkpoint directory: a second job is refused now
   const torch::Device device = resolve_device(cfg.device, comm.local_rank());
   spdlog::info("[train] device {}, {} libtorch thread(s); {} rank(s) x {} bag(s) = {} bag(s) per optimiser step",
                device.str(), torch::get_num_threads(), comm.world_size(), cfg.accumulate,
@@ -64,11 +71,9 @@ void run_training(const TrainConfig& cfg, Communicator& comm) {
   reporter.plan(cfg.epochs * static_cast<int>(data.folds.size()));
 
   // Checkpoints: continue where an earlier process of this job stopped.
-  CheckpointWriter checkpoints(cfg, comm,
-                               {training_settings(cfg), data_digest(digest_sets(data)),
-                                static_cast<int64_t>(comm.world_size()) * cfg.accumulate});
   FoldResults results;
-  std::optional<JobProgress> progress = checkpoints.load();
+  std::optional<JobProgress> progress = checkpoints.load({training_settings(cfg), data_digest(digest_sets(data)),
+                                                          static_cast<int64_t>(comm.world_size()) * cfg.accumulate});
   if (progress) resume_job(cfg, data, device, *progress, results, reporter);
   reporter.open_tensorboard();
 

@@ -11,7 +11,10 @@
 #include <string>
 #include <vector>
 
+
 #include "mil/config/train_config.hpp"
+#include "mil/data/bag_index.hpp"
+#include "mil/train/checkpoint_state.hpp"
 #include "mil/util/error.hpp"
 #include "tests/test_util.hpp"
 
@@ -517,6 +520,8 @@ TEST(TrainConfig, ValidationNamesTheOption) {
       {[](TrainConfig& c) { c.device = "cuda:"; }, "--device"},
       {[](TrainConfig& c) { c.device = "cuda:x"; }, "--device"},
       {[](TrainConfig& c) { c.prefetch = 0; }, "--prefetch"},
+      {[](TrainConfig& c) { c.max_bag_bytes = 0; }, "--max-bag-bytes must be >= 1"},
+      {[](TrainConfig& c) { c.collective_timeout = -1; }, "--collective-timeout must be >= 0"},
       {[](TrainConfig& c) { c.num_classes = -1; }, "--num-classes"},
       {[](TrainConfig& c) { c.threads = -1; }, "--threads"},
       {[](TrainConfig& c) { c.log_level = "loud"; }, "--log-level"},
@@ -535,6 +540,15 @@ TEST(TrainConfig, OnBadSlideFromTheCommandLineFailsValidation) {
   const std::string msg = error_of([&] { validate(cfg); });
   EXPECT_TRUE(contains(msg, "--on-bad-slide"));
   EXPECT_TRUE(contains(msg, "maybe"));
+}
+
+TEST(TrainConfig, LimitsParseAndAreNotTrainingSettings) {
+  const TrainConfig cfg = parse({"--train", "/d", "--max-bag-bytes", "1000000", "--collective-timeout", "30"});
+  EXPECT_EQ(cfg.max_bag_bytes, 1000000);
+  EXPECT_EQ(cfg.collective_timeout, 30);
+  EXPECT_EQ(TrainConfig{}.max_bag_bytes, kDefaultMaxBagBytes);  // the index's own default
+  EXPECT_FALSE(training_settings(cfg).contains("max-bag-bytes"));
+  EXPECT_FALSE(training_settings(cfg).contains("collective-timeout"));
 }
 
 }  // namespace

@@ -254,5 +254,54 @@ TEST_F(Channel, DuplicateIdInCsv) {
   }
 }
 
+// A chunked `features` declaring 10^12 x 64 float32 (256 TB) in a file of a few kB: no data is ever
+// written, HDF5 stores only the header.
+void write_hostile_header(const std::string& file) {
+  H5::H5File h5(file, H5F_ACC_TRUNC);
+  const hsize_t dims[2] = {1000000000000ULL, 64};
+  const hsize_t chunk[2] = {1024, 64};
+  H5::DSetCreatPropList props;
+  props.setChunk(2, chunk);
+  h5.createDataSet("features", H5::PredType::IEEE_F32LE, H5::DataSpace(2, dims), props);
+}
+
+TEST_F(Channel, AHostileHeaderIsANamedBadSlideThatSkipModeSkips) {
+  write_bag("a", torch::ones({4, 64}));
+  write_hostile_header(path("huge.h5"));
+  EXPECT_LT(std::filesystem::file_size(path("huge.h5")), 20000u);
+  write_labels("slide_id,label\na,1\nhuge,0\n");
+  expect_index_error({path("huge.h5"), "1000000000000 x 64 float32", "--max-bag-bytes", "1 bad slide(s)"});
+  const BagIndex idx = index(true);
+  ASSERT_EQ(idx.bags.size(), 1u);
+  EXPECT_EQ(idx.bags[0].slide_id, "a");
+  ASSERT_EQ(idx.skipped.size(), 1u);
+  EXPECT_NE(idx.skipped[0].find("huge"), std::string::npos);
+}
+
+TEST_F(Channel, MaxBagBytesIsTheLimit) {
+  write_bag("a", torch::ones({4, 64}));  // 4 x 64 x 4 = 1024 bytes
+  write_labels("slide_id,label\na,1\n");
+  const LabelTable labels = read_label_csv(path("labels.csv"));
+  const ClassMap classes = ClassMap::infer(labels.labels, 0, "", labels.path);
+  IndexOptions options;
+  options.max_bag_bytes = 1024;
+  EXPECT_EQ(index_channel(dir_.path(), &labels, &classes, options).bags.size(), 1u);
+  options.max_bag_bytes = 1023;
+  EXPECT_THROW(index_channel(dir_.path(), &labels, &classes, options), Error);
+}
+
+// Reading such a slide (an index built with a raised limit, or a file changed after indexing) fails with
+// the file's name, not with libtorch's allocator message alone.
+TEST_F(Channel, AnAllocationFailureWhileReadingNamesTheFile) {
+  write_hostile_header(path("huge.h5"));
+  try {
+    io::H5Reader(path("huge.h5")).read("features");
+    ADD_FAILURE() << "expected mil::Error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.file(), path("huge.h5"));
+    EXPECT_NE(e.reason().find("cannot allocate 1000000000000 x 64 float32"), std::string::npos) << e.what();
+  }
+}
+
 }  // namespace
 }  // namespace mil

@@ -2,10 +2,13 @@
 // after the last record), the Event protos inside, the file name, errors naming the path, and where
 // --tensorboard-dir points by default. tests/e2e/tensorboard.sh reads a training run's file with TensorBoard.
 #include <gtest/gtest.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
+#include <csignal>
 #include <filesystem>
 #include <fstream>
 #include <optional>
@@ -14,10 +17,13 @@
 #include <vector>
 
 #include "mil/config/train_config.hpp"
+#include "mil/data/synthetic.hpp"
+#include "mil/dist/communicator.hpp"
 #include "mil/io/files.hpp"
 #include "mil/io/tensorboard_event.pb.h"
 #include "mil/io/tensorboard_writer.hpp"
 #include "mil/train/checkpoint_state.hpp"
+#include "mil/train/trainer.hpp"
 #include "mil/util/error.hpp"
 #include "tests/test_util.hpp"
 
@@ -181,6 +187,64 @@ TEST(TensorBoardConfig, DefaultsAndOff) {
   EXPECT_FALSE(tensorboard_enabled(TrainConfig{}));
   EXPECT_EQ(to_json(given)["tensorboard-dir"], "/tb");
   EXPECT_FALSE(training_settings(given).contains("tensorboard-dir"));
+}
+
+// A training job's TensorBoard events are best effort: a failure is a warning, and training goes on.
+TEST(TensorBoardLog, ADirectoryThatCannotBeMadeTurnsTheEventsOff) {
+  const test::TempDir tmp;
+  std::ofstream(tmp.file("blocker")) << "x";
+  io::TensorBoardLog tb(tmp.file("blocker/tb"));
+  EXPECT_FALSE(tb.enabled());
+  tb.add_scalar("train/loss", 1.0, 1);
+  tb.flush();
+}
+
+TEST(TensorBoardLog, AWriteFailureTurnsTheEventsOff) {
+  const test::TempDir tmp;
+  // A file-size limit (as a full disk) makes the flush fail; in a child, so the limit dies with it.
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    std::signal(SIGXFSZ, SIG_IGN);
+    io::TensorBoardLog tb(tmp.path());
+    if (!tb.enabled()) _exit(2);
+    const rlimit limit{200, 200};
+    setrlimit(RLIMIT_FSIZE, &limit);
+    try {
+      for (int i = 0; i < 100; ++i) tb.add_scalar("train/loss", 1.0, i);
+      tb.flush();
+      _exit(tb.enabled() ? 3 : 0);
+    } catch (...) {
+      _exit(1);
+    }
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "1: threw, 2: could not start, 3: still enabled after a failed write";
+}
+
+// --tensorboard-dir under a file used to end the job; now it trains and writes its model.
+TEST(TensorBoardLog, TrainingGoesOnWithoutTensorBoard) {
+  const test::TempDir tmp;
+  SyntheticOptions o;
+  o.num_bags = 8;
+  o.feature_dim = 4;
+  o.log_mean_instances = 2;
+  write_synthetic_channel(tmp.file("train"), o);
+  std::ofstream(tmp.file("blocker")) << "x";
+  TrainConfig cfg;
+  cfg.train_dir = tmp.file("train");
+  cfg.labels = tmp.file("train/labels.csv");
+  cfg.model_dir = tmp.file("model");
+  cfg.output_dir = tmp.file("output");
+  cfg.checkpoint_dir = tmp.file("ckpt");
+  cfg.tensorboard_dir = tmp.file("blocker/tb");
+  cfg.epochs = 1;
+  cfg.log_level = "error";
+  LocalCommunicator comm;
+  EXPECT_NO_THROW(run_training(cfg, comm));
+  EXPECT_TRUE(fs::exists(tmp.file("model/model.pt")));
 }
 
 }  // namespace

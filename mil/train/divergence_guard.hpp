@@ -1,0 +1,35 @@
+#pragma once
+// The divergence guard: a training step whose loss, averaged gradient or updated weights are not finite
+// (a too-high --lr, an overflow) stops the job with a mil::Error naming the fold, epoch, step and slides,
+// before any checkpoint or model holding such weights is written. The last checkpoint written stays the
+// last finite one, so a restart resumes finite weights (and diverges again at the same step, with the same
+// message, rather than training on NaN).
+#include <torch/torch.h>
+
+#include <string>
+#include <vector>
+
+namespace mil {
+
+// Where a step is, for the message: 0-based fold, 1-based epoch and step.
+struct StepPlace {
+  int fold = 0;
+  int epoch = 0;
+  int64_t step = 0;
+  int64_t steps = 0;  // per epoch
+};
+
+// One bag this rank trained in the step: its file and its loss.
+struct StepBag {
+  std::string path;
+  double loss = 0;
+};
+
+// Called after the optimiser step (the gradients of the step are still held): throws mil::Error when a
+// bag's loss, a parameter's gradient or a parameter is not finite. The file is the first bag with a
+// non-finite loss (else the step's first bag); the object is "fold F epoch E step S/N"; the reason names
+// the quantity and the parameter that went non-finite. One reduction and one host sync per step.
+void check_step_finite(const torch::OrderedDict<std::string, torch::Tensor>& params, const std::vector<StepBag>& bags,
+                       const StepPlace& where);
+
+}  // namespace mil
