@@ -24,6 +24,7 @@
 #include "mil/model/state_dict.hpp"
 #include "mil/train/checkpoint_state.hpp"
 #include "mil/train/optimizer.hpp"
+#include "mil/train/train_step.hpp"
 #include "mil/util/error.hpp"
 #include "mil/util/stop_signal.hpp"
 
@@ -239,8 +240,8 @@ void stop_if_asked(Job& job) {
 
 // Forward and backward of one training bag (gradients accumulate over the rank's bags of a step), with
 // patch and node dropout drawn from `bag_seed`. Returns the bag's loss and the instances it trained on.
-std::pair<double, int64_t> train_bag(const Job& job, TrainedModel& model, const BagIndex& train, const Bag& bag,
-                                     uint64_t bag_seed) {
+std::pair<double, int64_t> train_bag(const Job& job, TrainedModel& model, TrainStep& step, const BagIndex& train,
+                                     const Bag& bag, uint64_t bag_seed) {
   {
     // Node dropout draws from the device's default generator.
     at::Generator device_gen = at::globalContext().defaultGenerator(job.device);
@@ -255,10 +256,8 @@ std::pair<double, int64_t> train_bag(const Job& job, TrainedModel& model, const 
     at::Generator patch_gen = at::detail::createCPUGenerator(bag_seed);
     x = x.index_select(0, torch::randperm(n, patch_gen, torch::kLong).slice(0, 0, keep).to(job.device));
   }
-  const DsmilOutput out = model.net->forward(x);
-  const torch::Tensor loss = dsmil_loss(out, target_tensor(train.bags[static_cast<size_t>(bag.index)]).to(job.device));
-  loss.backward();
-  return {loss.item<double>(), x.size(0)};
+  const double loss = step.accumulate(x, target_tensor(train.bags[static_cast<size_t>(bag.index)]).to(job.device));
+  return {loss, x.size(0)};
 }
 
 // An epoch's outcome for people (a progress line with the ETA), for SageMaker's metric regexes (the
@@ -331,8 +330,8 @@ TrainedModel train_model(Job& job, const BagIndex& train, const BagIndex& val, i
   opt_cfg.lr = cfg.lr;
   opt_cfg.weight_decay = cfg.weight_decay;
   opt_cfg.min_lr = cfg.min_lr;
-  auto optimizer = make_adam(params, opt_cfg);
-  if (resume) load_optimizer_state(*optimizer, p.optimizer, job.cfg.checkpoint_dir);
+  TrainStep optimizer(*model.net, opt_cfg);  // flat parameters, hand-written step, fused Adam
+  if (resume) optimizer.load_state(p.optimizer, job.cfg.checkpoint_dir);
   p.weights.clear();
   p.optimizer.clear();
 
@@ -378,7 +377,7 @@ TrainedModel train_model(Job& job, const BagIndex& train, const BagIndex& val, i
     }
     if (job.comm.is_main()) {
       p.weights = state_dict_of(*model.net);
-      p.optimizer = save_optimizer_state(*optimizer);
+      p.optimizer = optimizer.save_state();
       p.feature_mean = model.feature_mean;
       p.feature_std = model.feature_std;
       p.best_val_loss = best_val->loss;
@@ -395,7 +394,7 @@ TrainedModel train_model(Job& job, const BagIndex& train, const BagIndex& val, i
     const int epoch = p.epoch;
     const Clock::time_point epoch_start = Clock::now();
     const double lr = cosine_lr(opt_cfg, epoch, cfg.epochs);
-    set_lr(*optimizer, lr);
+    optimizer.set_lr(lr);
     model.net->train();
     // Mid-epoch after a restart: this rank's share of the steps already taken comes from the checkpoint.
     bag_stats.clear();
@@ -412,10 +411,10 @@ TrainedModel train_model(Job& job, const BagIndex& train, const BagIndex& val, i
     int64_t instances = 0;
     Clock::time_point last_progress = Clock::now();
     for (int64_t step = p.step; step < steps; ++step) {
-      optimizer->zero_grad();
+      optimizer.zero_grad();
       for (int k = 0; k < per_rank; ++k) {
         const uint64_t bag_seed = slot_seed(dropout_seed, epoch, step * bags_per_step + first_slot + k);
-        const auto [loss, trained] = train_bag(job, model, train, loader.next(), bag_seed);
+        const auto [loss, trained] = train_bag(job, model, optimizer, train, loader.next(), bag_seed);
         bag_stats.push_back(loss);
         bag_stats.push_back(static_cast<double>(trained));
         instances += trained;
@@ -428,8 +427,7 @@ TrainedModel train_model(Job& job, const BagIndex& train, const BagIndex& val, i
                                           seconds_since(job.last_checkpoint) >= cfg.checkpoint_every_seconds
                                       ? 1.0f
                                       : 0.0f};
-      average_gradients(params, job.comm, bags_per_step, &flags);
-      optimizer->step();
+      optimizer.finish(job.comm, bags_per_step, &flags);  // one all-reduce across ranks, none on one
       p.step = step + 1;
       const bool stop = flags[0] > 0 || flags[1] > 0;
       if (stop || flags[2] > 0 || (cfg.checkpoint_every_steps > 0 && p.step % cfg.checkpoint_every_steps == 0)) {
