@@ -90,7 +90,7 @@ const OptionSpec kOptions[] = {
     {"Splits", "fold", &TrainConfig::fold, "I", "Run only fold I of --folds; -1 = all"},
     {"Splits", "standardize", &TrainConfig::standardize, "BOOL", "Z-score features with training-split statistics"},
     {"Runtime", "seed", &TrainConfig::seed, "N", "Random seed"},
-    {"Runtime", "threads", &TrainConfig::threads, "N", "libtorch threads; 0 = all cores"},
+    {"Runtime", "threads", &TrainConfig::threads, "N", "libtorch threads; 0 = auto (the process's share of the cores; 1 on a share of <= 2)"},
     {"Runtime", "device", &TrainConfig::device, "auto|cpu|cuda|cuda:N", "Compute device"},
     {"Runtime", "log-level", &TrainConfig::log_level, "LEVEL", "trace|debug|info|warn|error|critical|off"},
     {"General", kConfigOption, &TrainConfig::config_file, "FILE", "JSON object of option -> value (lowest precedence)"},
@@ -471,7 +471,7 @@ void validate(const TrainConfig& cfg) {
   if (cfg.fold != -1 && cfg.folds == 0) throw Error("--fold " + to_text(cfg.fold) + " needs --folds K");
   check(cfg.fold >= -1 && cfg.fold < cfg.folds, "fold", "-1 (all) or in [0, " + to_text(cfg.folds) + ")",
         to_text(cfg.fold));
-  check(cfg.threads >= 0, "threads", ">= 0 (0 = all cores)", to_text(cfg.threads));
+  check(cfg.threads >= 0, "threads", ">= 0 (0 = auto)", to_text(cfg.threads));
   const std::string cuda_index = cfg.device.rfind("cuda:", 0) == 0 ? cfg.device.substr(5) : "";
   const bool cuda_n = !cuda_index.empty() && std::all_of(cuda_index.begin(), cuda_index.end(),
                                                          [](unsigned char c) { return std::isdigit(c); });
