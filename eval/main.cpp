@@ -31,7 +31,8 @@ int main(int argc, char** argv) {
       cxxopts::value<std::string>(cfg.features_key)->default_value(cfg.features_key))(
       "on-bad-slide", "fail|skip", cxxopts::value<std::string>(cfg.on_bad_slide)->default_value(cfg.on_bad_slide))(
       "prefetch", "bags read ahead", cxxopts::value<int>(cfg.prefetch)->default_value("4"))(
-      "threads", "libtorch threads (0 = auto: the process's share of the cores, 1 on a share of <= 2)", cxxopts::value<int>(cfg.threads)->default_value("0"))(
+      "threads", "libtorch threads (0 = auto: the process's share of the cores, 1 on a share of <= 2)",
+      cxxopts::value<int>(cfg.threads)->default_value("0"))(
       "device", "auto|cpu|cuda|cuda:N", cxxopts::value<std::string>(cfg.device)->default_value(cfg.device))(
       "log-level", "trace|debug|info|warn|error", cxxopts::value<std::string>(cfg.log_level)->default_value("info"))(
       "h,help", "print help");
