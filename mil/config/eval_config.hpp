@@ -19,7 +19,7 @@ struct EvalConfig {
   std::string features_key = "features";  // --features-key
   std::string on_bad_slide = "fail";      // --on-bad-slide: fail|skip
   int prefetch = 4;                       // --prefetch
-  int threads = 0;                        // --threads: 0 = all cores
+  int threads = 0;                        // --threads: 0 = auto (set_torch_threads)
   std::string device = "auto";            // --device
   std::string log_level = "info";         // --log-level
 };

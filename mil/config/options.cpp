@@ -124,7 +124,7 @@ const OptionSpec kOptions[] = {
     {"Channels", "max-bag-bytes", "BYTES",
      "Largest features dataset a slide may declare (N x D x dtype size); a larger one is a bad slide", kRuns,
      &T::max_bag_bytes, kNone},
-    {"Runtime", "threads", "N", "libtorch threads; 0 = all cores", kRuns, &T::threads, &E::threads},
+    {"Runtime", "threads", "N", "libtorch threads; 0 = auto (the process's share of the cores; 1 on a share of <= 2)", kRuns, &T::threads, &E::threads},
     {"Runtime", "device", "auto|cpu|cuda|cuda:N", "Compute device", kRuns, &T::device, &E::device},
     {"Runtime", "collective-timeout", "S",
      "MPI ranks: end the job when a collective has waited S seconds for a rank (a hung rank); 0 = wait forever",
@@ -469,7 +469,7 @@ void validate_runtime_options(const std::string& on_bad_slide, int prefetch, int
   const auto quoted = [](const std::string& s) { return "'" + s + "'"; };
   require_option(one_of(on_bad_slide, {"fail", "skip"}), "on-bad-slide", "fail or skip", quoted(on_bad_slide));
   require_option(prefetch >= 1, "prefetch", ">= 1", option_text(prefetch));
-  require_option(threads >= 0, "threads", ">= 0 (0 = all cores)", option_text(threads));
+  require_option(threads >= 0, "threads", ">= 0 (0 = auto)", option_text(threads));
   const std::string cuda_index = device.rfind("cuda:", 0) == 0 ? device.substr(5) : "";
   const bool cuda_n = !cuda_index.empty() && std::all_of(cuda_index.begin(), cuda_index.end(),
                                                          [](unsigned char c) { return std::isdigit(c); });

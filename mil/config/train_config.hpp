@@ -64,7 +64,7 @@ struct TrainConfig {
   bool standardize = false;   // --standardize: z-score features with training-split statistics
   // Runtime
   uint64_t seed = 42;              // --seed
-  int threads = 0;                 // --threads: libtorch threads, 0 = all cores
+  int threads = 0;                 // --threads: libtorch threads, 0 = auto (set_torch_threads)
   std::string device = "auto";     // --device: auto|cpu|cuda|cuda:N
   std::string log_level = "info";  // --log-level
   std::string config_file;         // --config FILE (JSON object of option -> value)

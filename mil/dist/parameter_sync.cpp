@@ -51,4 +51,20 @@ void average_gradients(const std::vector<torch::Tensor>& params, Communicator& c
   }
 }
 
+void sum_flat_gradients(torch::Tensor& buffer, int64_t n_grad, Communicator& comm, std::vector<float>* flags) {
+  const int64_t n_flags = flags == nullptr ? 0 : static_cast<int64_t>(flags->size());
+  if (buffer.dim() != 1 || buffer.numel() < n_grad + n_flags || !buffer.is_contiguous()) {
+    throw Error("", "sum_flat_gradients",
+                "the gradient buffer has no room for " + std::to_string(n_flags) + " flags after its gradients");
+  }
+  torch::NoGradGuard no_grad;
+  torch::Tensor used = buffer.narrow(0, 0, n_grad + n_flags);
+  torch::Tensor host = used.device().is_cpu() ? used : used.to(torch::kCPU);
+  float* data = host.data_ptr<float>();
+  for (int64_t i = 0; i < n_flags; ++i) data[n_grad + i] = (*flags)[static_cast<size_t>(i)];
+  comm.allreduce_sum(host);
+  for (int64_t i = 0; i < n_flags; ++i) (*flags)[static_cast<size_t>(i)] = data[n_grad + i];
+  if (!used.device().is_cpu()) used.copy_(host);
+}
+
 }  // namespace mil

@@ -21,4 +21,10 @@ void broadcast_parameters(const std::vector<torch::Tensor>& params, Communicator
 void average_gradients(const std::vector<torch::Tensor>& params, Communicator& comm, int64_t bags_per_step,
                        std::vector<float>* flags = nullptr);
 
+// The flat-buffer form: `buffer` holds n_grad gradient floats (a FlatParameters gradient buffer) and at
+// least flags->size() spare floats after them. One all-reduce sums the gradients over ranks in place (no
+// division: the optimiser folds the mean over the step's bags into its pass) with the flags riding in the
+// spare floats; the flags are replaced by their sums. Throws mil::Error if the spare floats are too few.
+void sum_flat_gradients(torch::Tensor& buffer, int64_t n_grad, Communicator& comm, std::vector<float>* flags);
+
 }  // namespace mil

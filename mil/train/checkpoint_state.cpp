@@ -173,9 +173,12 @@ JobProgress decode_checkpoint(const Checkpoint& ckpt, const JobIdentity& expecte
     throw Error(ckpt.path, kState, std::string("unreadable: ") + e.what());
   }
   if (state.value("format", "") != kFormat) throw Error(ckpt.path, kState, "not a dsmil_train checkpoint");
-  if (state.value("version", 0) != kCheckpointFormatVersion) {
+  const json version = state.value("version", json(0));
+  if (!version.is_number_integer() || version.get<int>() < kOldestReadableCheckpointVersion ||
+      version.get<int>() > kCheckpointFormatVersion) {
     throw Error(ckpt.path, kState,
-                "format version " + state.value("version", json(0)).dump() + ", this dsmil_train reads version " +
+                "format version " + version.dump() + ", this dsmil_train reads versions " +
+                    std::to_string(kOldestReadableCheckpointVersion) + " to " +
                     std::to_string(kCheckpointFormatVersion));
   }
   // The identity: refuse to continue another training.

@@ -4,7 +4,7 @@
 //                 (training settings, data digest, bags per step) that a resumed job must match;
 //   tensors.pt    every tensor (current and best weights, standardisation, finished folds' models),
 //                 named in state.json's `tensors` list;
-//   optimizer.pt  the Adam state (libtorch's serialisation).
+//   optimizer.pt  the Adam state (FusedAdam::save_state; format 1: torch::optim::Adam's serialisation).
 // Numbers go through JSON as shortest round-trip decimals and tensors through torch::save, so a decoded
 // checkpoint equals the encoded one bit for bit. Randomness needs no saved state: patch and node dropout
 // are drawn from seeds of (seed, fold, epoch, slot) alone (see trainer.cpp).
@@ -24,7 +24,10 @@
 
 namespace mil {
 
-inline constexpr int kCheckpointFormatVersion = 1;
+// 2: optimizer.pt holds FusedAdam's flat state. Version 1 (torch::optim::Adam's per-parameter state) is still
+// read: TrainStep::load_state converts it exactly.
+inline constexpr int kCheckpointFormatVersion = 2;
+inline constexpr int kOldestReadableCheckpointVersion = 1;
 
 // A model the job has finished training (one fold), with its validation scores at the kept epoch.
 struct FinishedRun {

@@ -18,6 +18,7 @@
 #include "mil/train/model_state.hpp"
 #include "mil/train/optimizer.hpp"
 #include "mil/train/scheduler.hpp"
+#include "mil/train/train_step.hpp"
 #include "mil/util/json.hpp"
 #include "mil/util/random.hpp"
 #include "mil/util/stop_signal.hpp"
@@ -60,9 +61,9 @@ class FoldRun {
   Scheduler scheduler_;
   TrainedModel model_;
   std::vector<torch::Tensor> params_;
-  std::unique_ptr<torch::optim::Adam> optimizer_;
-  RunProgress p_;        // counters and best epoch; weights only while a checkpoint is written
-  EvalResult best_val_;  // validation scores of the best epoch
+  std::unique_ptr<TrainStep> train_step_;  // flat parameters, hand-written forward/backward, fused Adam
+  RunProgress p_;                          // counters and best epoch; weights only while a checkpoint is written
+  EvalResult best_val_;                    // validation scores of the best epoch
   int per_rank_;
   int first_slot_;
   int64_t bags_per_step_;
@@ -97,8 +98,8 @@ FoldRun::FoldRun(const FoldContext& ctx, const FoldData& data, std::optional<Run
   } else {
     start_afresh();
   }
-  optimizer_ = make_adam(params_, scheduler_.optimizer());
-  if (resuming) load_optimizer_state(*optimizer_, p_.optimizer, cfg_.checkpoint_dir);
+  train_step_ = std::make_unique<TrainStep>(*model_.net, scheduler_.optimizer());
+  if (resuming) train_step_->load_state(p_.optimizer, cfg_.checkpoint_dir);
   p_.weights.clear();
   p_.optimizer.clear();
   make_sampler(!resuming);
@@ -197,7 +198,7 @@ FoldOutcome FoldRun::run() {
 // The epoch's steps from p_.step on; fills rec's train_loss and instances_per_second.
 void FoldRun::train_epoch(int epoch, EpochRecord& rec) {
   const Clock::time_point start = Clock::now();
-  set_lr(*optimizer_, rec.lr);
+  train_step_->set_lr(rec.lr);
   model_.net->train();
   // Mid-epoch after a restart: this rank's share of the steps already taken comes from the checkpoint.
   bag_stats_.clear();
@@ -240,7 +241,7 @@ void FoldRun::train_epoch(int epoch, EpochRecord& rec) {
 // One optimiser step: this rank's bags forward and backward, gradients (and step signals) all-reduced, the
 // update, and a checkpoint when one is due. Returns the signals every rank agreed on.
 StepSignals FoldRun::step(int epoch, int64_t step) {
-  optimizer_->zero_grad();
+  train_step_->zero_grad();
   std::vector<StepBag> step_bags;  // for the divergence guard
   for (int k = 0; k < per_rank_; ++k) {
     const uint64_t bag_seed = slot_seed(dropout_seed_, epoch, step * bags_per_step_ + first_slot_ + k);
@@ -252,9 +253,8 @@ StepSignals FoldRun::step(int epoch, int64_t step) {
     instances_ += trained;
   }
   std::vector<float> flags = scheduler_.local_signals(ctx_.comm.is_main(), ctx_.seconds_since_checkpoint()).to_flags();
-  average_gradients(params_, ctx_.comm, bags_per_step_, &flags);
+  train_step_->finish(ctx_.comm, bags_per_step_, &flags);  // one all-reduce across ranks, none on one
   const StepSignals agreed = StepSignals::from_flags(flags);
-  optimizer_->step();
   check_step_finite(model_.net->named_parameters(), step_bags,
                     {data_.fold, epoch + 1, step + 1, sampler_->steps_per_epoch()});
   p_.step = step + 1;
@@ -282,11 +282,8 @@ std::pair<double, int64_t> FoldRun::train_bag(const Bag& bag, uint64_t bag_seed)
     at::Generator patch_gen = at::detail::createCPUGenerator(bag_seed);
     x = x.index_select(0, torch::randperm(n, patch_gen, torch::kLong).slice(0, 0, keep).to(ctx_.device));
   }
-  const DsmilOutput out = model_.net->forward(x);
   const BagInfo& info = data_.train.bags[static_cast<size_t>(bag.index)];
-  const torch::Tensor loss = dsmil_loss(out, target_tensor(info, ctx_.device));
-  loss.backward();
-  return {loss.item<double>(), x.size(0)};
+  return {train_step_->accumulate(x, target_tensor(info, ctx_.device)), x.size(0)};
 }
 
 // Scores the validation set (every rank gets the gathered scores) into rec; an empty result without one.
@@ -326,7 +323,7 @@ void FoldRun::checkpoint(const std::string& moment) {
                                           [&](int q) { return slots_of_rank(q, p_.step, per_rank_, bags_per_step_); });
     p_.bag_stats.assign(all.data_ptr<double>(), all.data_ptr<double>() + all.numel());
   }
-  if (ctx_.comm.is_main()) capture_run(p_, model_, *optimizer_, best_val_);
+  if (ctx_.comm.is_main()) capture_run(p_, model_, train_step_->save_state(), best_val_);
   ctx_.checkpoint(p_, moment);
   release_run(p_);
 }

@@ -46,9 +46,9 @@ TrainedModel restore_finished(const FinishedRun& run, TrainedModel model, const 
   return model;
 }
 
-void capture_run(RunProgress& p, TrainedModel& model, torch::optim::Optimizer& optimizer, const EvalResult& best_val) {
+void capture_run(RunProgress& p, TrainedModel& model, std::string optimizer_state, const EvalResult& best_val) {
   p.weights = state_dict_of(*model.net);
-  p.optimizer = save_optimizer_state(optimizer);
+  p.optimizer = std::move(optimizer_state);
   p.feature_mean = model.feature_mean;
   p.feature_std = model.feature_std;
   p.best_val_loss = best_val.loss;

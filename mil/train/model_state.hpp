@@ -24,7 +24,7 @@ TrainedModel restore_finished(const FinishedRun& run, TrainedModel model, const 
 
 // The fold in training into `p`: current weights, optimiser state, standardisation and the best epoch's
 // validation scores (the counters and best weights are kept in `p` as training goes).
-void capture_run(RunProgress& p, TrainedModel& model, torch::optim::Optimizer& optimizer, const EvalResult& best_val);
+void capture_run(RunProgress& p, TrainedModel& model, std::string optimizer_state, const EvalResult& best_val);
 // Drops what capture_run added, so that `p` holds counters only between checkpoints.
 void release_run(RunProgress& p);
 

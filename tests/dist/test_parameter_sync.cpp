@@ -106,6 +106,21 @@ TEST(AverageGradients, RejectsNoBags) {
   average_gradients({}, comm, 1);  // nothing to do
 }
 
+TEST(SumFlatGradients, OneAllreduceOfTheBufferInPlaceWithTheFlagsInItsSpareFloats) {
+  FakeRanks comm(3);
+  torch::Tensor buffer = torch::tensor({1.0f, -2.0f, 0.5f, 4.0f, 99.0f, 99.0f, 99.0f});  // 4 gradients, 3 spare
+  const float* data = buffer.data_ptr<float>();
+  std::vector<float> flags = {1, 0};
+  sum_flat_gradients(buffer, 4, comm, &flags);
+  EXPECT_EQ(comm.calls, 1);
+  EXPECT_EQ(comm.elements, 6);  // the gradients and the two flags, not the unused spare float
+  EXPECT_EQ(buffer.data_ptr<float>(), data);
+  EXPECT_TRUE(torch::equal(buffer.narrow(0, 0, 4), torch::tensor({3.0f, -6.0f, 1.5f, 12.0f})));  // summed, not divided
+  EXPECT_EQ(flags, (std::vector<float>{3, 0}));
+  std::vector<float> too_many = {0, 0, 0, 0};
+  EXPECT_THROW(sum_flat_gradients(buffer, 4, comm, &too_many), Error);
+}
+
 TEST(BroadcastParameters, OneBroadcastSetsEveryParameter) {
   FakeRanks comm(2);
   const std::vector<torch::Tensor> params = params_with_grads();

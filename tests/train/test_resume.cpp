@@ -10,8 +10,10 @@
 #include "mil/data/synthetic.hpp"
 #include "mil/dist/communicator.hpp"
 #include "mil/io/files.hpp"
+#include "mil/model/flat_params.hpp"
 #include "mil/train/checkpoint_state.hpp"
 #include "mil/train/checkpoint_store.hpp"
+#include "mil/train/fused_adam.hpp"
 #include "mil/train/trainer.hpp"
 #include "mil/util/error.hpp"
 #include "tests/test_util.hpp"
@@ -129,6 +131,58 @@ TEST_F(Resume, FromAnyCheckpointEndsWithTheSameModel) {
     run_training(cfg, comm);
     expect_same_as_reference("resumed");
   }
+}
+
+// The optimizer.pt of a format-1 checkpoint (torch::optim::Adam's per-parameter state, as dsmil_train wrote
+// before the fused Adam) holding the same moments as `fused_bytes` (this job's model: D = 16, one class).
+std::string as_format1_optimizer(const std::string& fused_bytes) {
+  ModelConfig mc;
+  mc.feature_dim = 16;
+  DsmilNet net(mc);
+  FlatParameters flat(*net);
+  FusedAdam fused(flat.values(), flat.grads(), {});
+  fused.load_state(fused_bytes, "reference checkpoint", net->parameters());
+  auto adam = make_adam(net->parameters(), {});
+  for (const torch::Tensor& p : net->parameters()) {
+    const int64_t offset = p.data_ptr<float>() - flat.values().data_ptr<float>();
+    auto st = std::make_unique<torch::optim::AdamParamState>();
+    st->step(fused.steps_taken());
+    st->exp_avg(fused.exp_avg().narrow(0, offset, p.numel()).view(p.sizes()).clone());
+    st->exp_avg_sq(fused.exp_avg_sq().narrow(0, offset, p.numel()).view(p.sizes()).clone());
+    adam->state()[c10::guts::to_string(p.unsafeGetTensorImpl())] = std::move(st);
+  }
+  return save_optimizer_state(*adam);
+}
+
+TEST_F(Resume, ACheckpointOfFormat1EndsWithTheSameModel) {
+  const std::vector<std::string> all = reference_checkpoints();
+  for (size_t i : {1u, 23u}) {  // fold 1's epoch 3 step 15; fold 0's epoch 1 step 5
+    SCOPED_TRACE("format 1 of " + all[i]);
+    const std::string dir = dir_with("format1", {all[i]});
+    Checkpoint ckpt = *CheckpointStore(dir, 1000).load_latest();
+    fs::remove_all(dir);
+    json state = json::parse(ckpt.files.at("state.json"));
+    ASSERT_EQ(state["version"], 2);
+    state["version"] = 1;
+    ckpt.files["state.json"] = state.dump(1) + "\n";
+    ckpt.files["optimizer.pt"] = as_format1_optimizer(ckpt.files.at("optimizer.pt"));
+    CheckpointStore(dir, 1000).write(ckpt.step, ckpt.files);
+    LocalCommunicator comm;
+    run_training(config("format1"), comm);
+    expect_same_as_reference("format1");
+  }
+}
+
+TEST_F(Resume, ACheckpointOfAnUnknownFormatIsRefused) {
+  const std::string dir = dir_with("format3", {reference_checkpoints()[5]});
+  Checkpoint ckpt = *CheckpointStore(dir, 1000).load_latest();
+  fs::remove_all(dir);
+  json state = json::parse(ckpt.files.at("state.json"));
+  state["version"] = 3;
+  ckpt.files["state.json"] = state.dump(1) + "\n";
+  CheckpointStore(dir, 1000).write(ckpt.step, ckpt.files);
+  const std::string msg = error_of(config("format3"));
+  EXPECT_NE(msg.find("format version 3, this dsmil_train reads versions 1 to 2"), std::string::npos) << msg;
 }
 
 TEST_F(Resume, ATruncatedNewestCheckpointFallsBackToThePrevious) {

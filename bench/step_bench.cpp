@@ -1,0 +1,201 @@
+// dsmil_bench_step: a training step (forward + loss + backward + optimiser) against the GEMM it is made of,
+// as ratios measured in one run. For each feature dimension D and bag size N, on random bags, it times
+//   sgemm     X [N, D] x W [D, 128] (q's first layer, the step's dominant shape) through libtorch's BLAS;
+//   autograd  DsmilNet forward + dsmil_loss + backward, the flat-buffer all-reduce of one rank
+//             (mil::average_gradients) and torch::optim::Adam: the step as dsmil_train took it before;
+//   fused     mil::DsmilStep (hand-written forward/backward into one flat gradient buffer) + mil::FusedAdam;
+// and prints the FLOPs per instance it counts (forward and backward, from the layer shapes), each step's
+// GFLOP/s and its ratio to the sgemm's. Then tiny bags (2-13 instances, D = 200): steps per second.
+// Measurements interleave (sgemm, autograd, fused per round) so load from other processes hits all alike.
+// Run: build/bench/dsmil_bench_step [--threads N] [--rounds R]
+#include <time.h>
+
+#include <cstdio>
+#include <cxxopts.hpp>
+#include <fstream>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "bench/timing.hpp"
+#include "mil/dist/communicator.hpp"
+#include "mil/dist/parameter_sync.hpp"
+#include "mil/model/dsmil_step.hpp"
+#include "mil/model/loss.hpp"
+#include "mil/train/fused_adam.hpp"
+#include "mil/util/cli.hpp"
+#include "mil/util/threads.hpp"
+
+namespace {
+
+using mil::bench::Clock;
+using mil::bench::median;
+using mil::bench::seconds_since;
+
+std::string load_average() {
+  std::ifstream f("/proc/loadavg");
+  std::string a, b, c;
+  f >> a >> b >> c;
+  return a + " " + b + " " + c;
+}
+
+// The two ways of training a DsmilNet, each with its own copy of the same initial weights.
+struct Steppers {
+  explicit Steppers(const mil::ModelConfig& mc) : ref(mc), fast(mc) {
+    ref->init_orthogonal(1);
+    fast->init_orthogonal(1);
+    ref->train();
+    fast->train();
+    params = ref->parameters();
+    adam = mil::make_adam(params, {});
+    flat = std::make_unique<mil::FlatParameters>(*fast);
+    step = std::make_unique<mil::DsmilStep>(*flat);
+    fused = std::make_unique<mil::FusedAdam>(flat->values(), flat->grads(), mil::OptimizerConfig{});
+  }
+  double autograd_step(const std::vector<torch::Tensor>& bags, const torch::Tensor& y) {
+    adam->zero_grad();
+    double loss = 0;
+    for (const torch::Tensor& x : bags) {
+      const torch::Tensor l = mil::dsmil_loss(ref->forward(x), y);
+      l.backward();
+      loss += l.item<double>();
+    }
+    mil::average_gradients(params, comm, static_cast<int64_t>(bags.size()));
+    adam->step();
+    return loss;
+  }
+  double fused_step(const std::vector<torch::Tensor>& bags, const torch::Tensor& y) {
+    flat->grads().zero_();
+    double loss = 0;
+    for (const torch::Tensor& x : bags) loss += step->accumulate(x, y);
+    fused->step(static_cast<int64_t>(bags.size()));
+    return loss;
+  }
+  mil::DsmilNet ref, fast;
+  std::vector<torch::Tensor> params;
+  std::unique_ptr<torch::optim::Adam> adam;
+  std::unique_ptr<mil::FlatParameters> flat;
+  std::unique_ptr<mil::DsmilStep> step;
+  std::unique_ptr<mil::FusedAdam> fused;
+  mil::LocalCommunicator comm;
+};
+
+// Wall-clock seconds, or with --clock cpu this process's CPU seconds (all its threads): on a machine
+// shared with other work, a one-thread run's CPU time is the work itself, whatever the preemption.
+bool g_cpu_clock = false;
+
+double process_cpu_seconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
+}
+
+template <class F>
+double time_it(F&& f) {
+  if (g_cpu_clock) {
+    const double t0 = process_cpu_seconds();
+    f();
+    return process_cpu_seconds() - t0;
+  }
+  const Clock::time_point t0 = Clock::now();
+  f();
+  return seconds_since(t0);
+}
+
+void large_bags(int rounds) {
+  std::printf(
+      "| D | N | FLOP/instance fwd + bwd | sgemm [N,D]x[D,128] GFLOP/s | autograd step ms | GFLOP/s | ratio |"
+      " fused step ms | GFLOP/s | **ratio** | fused / autograd |\n");
+  std::printf("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
+  for (int64_t d : {512, 1024}) {
+    mil::ModelConfig mc;
+    mc.feature_dim = d;
+    Steppers s(mc);
+    const double fwd = mil::DsmilStep::forward_flops_per_instance(mc);
+    const double bwd = mil::DsmilStep::backward_flops_per_instance(mc);
+    for (int64_t n : {1000, 3000, 10000}) {
+      const std::vector<torch::Tensor> bag = {torch::randn({n, d})};
+      const torch::Tensor y = torch::ones({1});
+      const torch::Tensor w = torch::randn({mil::ModelConfig::kQueryDim, d});
+      torch::Tensor out = torch::empty({n, mil::ModelConfig::kQueryDim});
+      std::vector<double> t_gemm, t_ref, t_fast;
+      for (int r = 0; r <= rounds; ++r) {
+        const double g = time_it([&] {
+                           for (int k = 0; k < 3; ++k) at::mm_out(out, bag[0], w.t());
+                         }) /
+                         3;
+        const double a = time_it([&] { s.autograd_step(bag, y); });
+        const double f = time_it([&] { s.fused_step(bag, y); });
+        if (r == 0) continue;  // warm-up: workspaces, BLAS buffers
+        t_gemm.push_back(g);
+        t_ref.push_back(a);
+        t_fast.push_back(f);
+      }
+      const double flops = (fwd + bwd) * static_cast<double>(n);
+      const double gemm = 2.0 * n * d * mil::ModelConfig::kQueryDim / median(t_gemm) / 1e9;
+      const double ref = flops / median(t_ref) / 1e9;
+      const double fast = flops / median(t_fast) / 1e9;
+      std::printf("| %lld | %lld | %.0f + %.0f | %.1f | %.3f | %.1f | %.2f | %.3f | %.1f | **%.2f** | %.2fx |\n",
+                  static_cast<long long>(d), static_cast<long long>(n), fwd, bwd, gemm, 1e3 * median(t_ref), ref,
+                  ref / gemm, 1e3 * median(t_fast), fast, fast / gemm, median(t_ref) / median(t_fast));
+      std::fflush(stdout);
+    }
+  }
+}
+
+void tiny_bags(int rounds) {
+  mil::ModelConfig mc;
+  mc.feature_dim = 200;
+  Steppers s(mc);
+  std::mt19937 rng(7);
+  std::uniform_int_distribution<int64_t> size(2, 13);
+  std::vector<torch::Tensor> bags;
+  for (int i = 0; i < 200; ++i) bags.push_back(torch::randn({size(rng), mc.feature_dim}));
+  const torch::Tensor y = torch::ones({1});
+  std::vector<double> t_ref, t_fast;
+  for (int r = 0; r <= rounds; ++r) {
+    const double a = time_it([&] {
+      for (const torch::Tensor& x : bags) s.autograd_step({x}, y);
+    });
+    const double f = time_it([&] {
+      for (const torch::Tensor& x : bags) s.fused_step({x}, y);
+    });
+    if (r == 0) continue;
+    t_ref.push_back(a);
+    t_fast.push_back(f);
+  }
+  const double n = static_cast<double>(bags.size());
+  std::printf(
+      "\n| tiny bags (2-13 instances, D = 200, one bag per step) | autograd steps/s | fused steps/s | ratio |\n");
+  std::printf("| --- | --- | --- | --- |\n");
+  std::printf("| 200 bags | %.0f | %.0f | %.2fx |\n", n / median(t_ref), n / median(t_fast),
+              median(t_ref) / median(t_fast));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    cxxopts::Options options("dsmil_bench_step", "A training step against the sgemm of its dominant shape");
+    options.add_options()("threads",
+                          "libtorch threads (0 = auto: the process's share of the cores, 1 on a share of <= 2)",
+                          cxxopts::value<int>()->default_value("0"))("rounds", "timed rounds per figure (median)",
+                                                                     cxxopts::value<int>()->default_value("9"))(
+        "tiny-only", "only the tiny-bag figure", cxxopts::value<bool>()->default_value("false"))(
+        "clock", "wall, or cpu (process CPU time: for one thread on a loaded machine)",
+        cxxopts::value<std::string>()->default_value("wall"));
+    const auto args = options.parse(argc, argv);
+    mil::setup_logging("warn", 0, 1);
+    const int threads = mil::set_torch_threads(args["threads"].as<int>(), 1);
+    const int rounds = args["rounds"].as<int>();
+    g_cpu_clock = args["clock"].as<std::string>() == "cpu";
+    std::printf("# dsmil_bench_step: %d libtorch thread(s), CPU, median of %d rounds, %s time; load average %s\n",
+                threads, rounds, g_cpu_clock ? "process CPU" : "wall-clock", load_average().c_str());
+    if (!args["tiny-only"].as<bool>()) large_bags(rounds);
+    tiny_bags(rounds);
+    std::printf("# load average at the end %s\n", load_average().c_str());
+    return 0;
+  } catch (const std::exception& e) {
+    return mil::report_failure("dsmil_bench_step", e, "");
+  }
+}

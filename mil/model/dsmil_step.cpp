@@ -1,0 +1,211 @@
+#include "mil/model/dsmil_step.hpp"
+
+#include <cmath>
+#include <vector>
+
+#include "mil/util/error.hpp"
+
+namespace mil {
+namespace {
+
+constexpr int64_t kH = ModelConfig::kQueryDim;
+
+// BCEWithLogits as torch computes it (max_val form, stable for large |x|), in double.
+double bce_with_logits(double x, double t) {
+  const double m = std::max(-x, 0.0);
+  return (1 - t) * x + m + std::log(std::exp(-m) + std::exp(-x - m));
+}
+
+double sigmoid(double x) {
+  return 1.0 / (1.0 + std::exp(-x));
+}
+
+torch::Tensor on_cpu(const torch::Tensor& t) {
+  return t.device().is_cpu() ? t.contiguous() : t.to(torch::kCPU).contiguous();
+}
+
+}  // namespace
+
+DsmilStep::DsmilStep(FlatParameters& flat)
+    : flat_(flat), cfg_(flat.config()), scale_(std::sqrt(static_cast<double>(kH))) {
+  const torch::TensorOptions opts = flat_.values().options();
+  const int64_t c = cfg_.num_classes;
+  max_val_ = torch::empty({c}, opts);
+  max_idx_ = torch::empty({c}, opts.dtype(torch::kLong));
+  bag_logits_ = torch::empty({c}, opts);
+  host_grads_ = torch::empty({2 * c}, torch::kFloat);
+  dev_grads_ = torch::empty({2 * c}, opts);
+  qc_ = torch::empty({c, kH}, opts);
+  d_qc_ = torch::empty({c, kH}, opts);
+  bag_rep_ = torch::empty({c, cfg_.feature_dim}, opts);
+  d_bag_rep_ = torch::empty({c, cfg_.feature_dim}, opts);
+}
+
+torch::Tensor DsmilStep::workspace(torch::Tensor& buf, int64_t rows, int64_t cols, const torch::TensorOptions& opts) {
+  const int64_t n = rows * cols;
+  if (!buf.defined() || buf.numel() < n) buf = torch::empty({n}, opts);
+  return buf.narrow(0, 0, n).view({rows, cols});
+}
+
+double DsmilStep::forward_flops_per_instance(const ModelConfig& cfg) {
+  const double d = static_cast<double>(cfg.feature_dim);
+  const double c = static_cast<double>(cfg.num_classes);
+  double f = 2 * d * (c + kH);              // [Wi; W1] x
+  if (cfg.nonlinear_q) f += 2.0 * kH * kH;  // q.2
+  if (cfg.passing_v) f += 2 * d * d;        // v.1
+  f += 2 * kH * c;                          // scores against the critical queries
+  f += 2 * c * d;                           // bag representation Aᵀ V
+  return f;
+}
+
+double DsmilStep::backward_flops_per_instance(const ModelConfig& cfg) {
+  const double d = static_cast<double>(cfg.feature_dim);
+  const double c = static_cast<double>(cfg.num_classes);
+  double f = 2 * c * d;                           // dA = dB Vᵀ
+  if (cfg.passing_v) f += 2 * c * d + 2 * d * d;  // dV = A dB, dWv
+  f += 2 * 2 * kH * c;                            // dQ and d(critical queries)
+  if (cfg.nonlinear_q) f += 2 * 2.0 * kH * kH;    // dW2 and dH
+  f += 2 * d * (c + kH);                          // d[Wi; W1]
+  return f;
+}
+
+double DsmilStep::accumulate(const torch::Tensor& x, const torch::Tensor& target) {
+  const int64_t n = x.size(0);
+  const int64_t c = cfg_.num_classes;
+  const int64_t d = cfg_.feature_dim;
+  if (x.dim() != 2 || x.size(1) != d || n < 1) {
+    throw Error("", "DsmilStep",
+                "expected a bag [N >= 1, " + std::to_string(d) + "], got " + std::to_string(x.dim()) + "-d with " +
+                    std::to_string(x.numel()) + " values");
+  }
+  torch::NoGradGuard no_grad;
+  const torch::TensorOptions opts = x.options();
+  const DsmilTensors& w = flat_.value_views();
+
+  // Instance logits and q's first layer in one GEMM: z = x [Wi; W1]ᵀ + [bi; b1].
+  torch::Tensor z = workspace(z_, n, c + kH, opts);
+  at::addmm_out(z, w.b_in, x, w.w_in.t());
+  const torch::Tensor logits = z.narrow(1, 0, c);
+  torch::Tensor z1 = z.narrow(1, c, kH);
+  at::max_out(max_val_, max_idx_, logits, 0);  // the critical instances and the loss's max pooling
+  torch::Tensor q;
+  if (cfg_.nonlinear_q) {
+    z1.relu_();
+    q = workspace(q_, n, kH, opts);
+    at::addmm_out(q, w.b_q2, z1, w.w_q2.t());
+    q.tanh_();
+  } else {
+    q = z1;
+  }
+  at::index_select_out(qc_, q, 0, max_idx_);
+
+  // Attention over instances, one row per class: a = softmax_N(qc qᵀ / sqrt(128)).
+  torch::Tensor s = workspace(s_, c, n, opts);
+  at::mm_out(s, qc_, q.t());
+  s.div_(scale_);
+  torch::Tensor a = workspace(a_, c, n, opts);
+  at::_softmax_out(a, s, 1, false);
+
+  torch::Tensor xv = x;  // the values' input (node dropout applies to it)
+  torch::Tensor v = x;
+  if (cfg_.passing_v) {
+    if (cfg_.dropout_v > 0) xv = torch::dropout(x, cfg_.dropout_v, true);
+    v = workspace(v_, n, d, opts);
+    at::addmm_out(v, w.b_v, xv, w.w_v.t());
+    if (cfg_.value_relu) v.relu_();
+  }
+  at::mm_out(bag_rep_, a, v);
+  at::addmv_out(bag_logits_, w.b_bag, w.w_bag, bag_rep_.view({c * d}));
+
+  const double loss = loss_and_gradients(bag_logits_, max_val_, target);
+  backward(x, xv);
+  return loss;
+}
+
+double DsmilStep::loss_and_gradients(const torch::Tensor& bag_logits, const torch::Tensor& max_logits,
+                                     const torch::Tensor& target) {
+  const int64_t c = cfg_.num_classes;
+  const torch::Tensor yb = on_cpu(bag_logits);
+  const torch::Tensor ym = on_cpu(max_logits);
+  const torch::Tensor t = on_cpu(target.to(torch::kDouble).reshape({-1}));
+  if (t.numel() != c) {
+    throw Error("", "DsmilStep", "target has " + std::to_string(t.numel()) + " values, the model " + std::to_string(c));
+  }
+  const float* pb = yb.data_ptr<float>();
+  const float* pm = ym.data_ptr<float>();
+  const double* pt = t.data_ptr<double>();
+  float* g = host_grads_.data_ptr<float>();
+  double bag_loss = 0, max_loss = 0;
+  for (int64_t k = 0; k < c; ++k) {
+    bag_loss += bce_with_logits(pb[k], pt[k]);
+    max_loss += bce_with_logits(pm[k], pt[k]);
+    // 0.5 * mean over classes of each BCE: d/dx = 0.5 / C * (sigmoid(x) - t).
+    g[k] = static_cast<float>(0.5 / c * (sigmoid(pb[k]) - pt[k]));
+    g[c + k] = static_cast<float>(0.5 / c * (sigmoid(pm[k]) - pt[k]));
+  }
+  dev_grads_.copy_(host_grads_);
+  return 0.5 * bag_loss / c + 0.5 * max_loss / c;
+}
+
+void DsmilStep::backward(const torch::Tensor& x, const torch::Tensor& xv) {
+  const int64_t n = x.size(0);
+  const int64_t c = cfg_.num_classes;
+  const int64_t d = cfg_.feature_dim;
+  const torch::TensorOptions opts = x.options();
+  const DsmilTensors& w = flat_.value_views();
+  const DsmilTensors& g = flat_.grad_views();
+  const torch::Tensor d_bag = dev_grads_.narrow(0, 0, c);
+  const torch::Tensor d_max = dev_grads_.narrow(0, c, c);
+  if (!ones_.defined() || ones_.numel() < n) ones_ = torch::ones({n}, opts);
+  const torch::Tensor ones = ones_.narrow(0, 0, n);  // bias gradients are column sums: (d_out)ᵀ 1
+
+  // Bag classifier: logits = Wf vec(B) + bf.
+  g.b_bag.add_(d_bag);
+  g.w_bag.addr_(d_bag, bag_rep_.view({c * d}));
+  torch::Tensor d_bag_rep_flat = d_bag_rep_.view({c * d});
+  at::mv_out(d_bag_rep_flat, w.w_bag.t(), d_bag);
+
+  // B = A V: dA = dB Vᵀ, dV = Aᵀ dB.
+  const torch::Tensor v = cfg_.passing_v ? v_.narrow(0, 0, n * d).view({n, d}) : x;
+  const torch::Tensor a = a_.narrow(0, 0, c * n).view({c, n});
+  torch::Tensor d_a = workspace(d_a_, c, n, opts);
+  at::mm_out(d_a, d_bag_rep_, v.t());
+  if (cfg_.passing_v) {
+    torch::Tensor d_v = workspace(d_v_, n, d, opts);
+    at::mm_out(d_v, a.t(), d_bag_rep_);
+    if (cfg_.value_relu) at::threshold_backward_out(d_v, d_v, v, 0);
+    g.w_v.addmm_(d_v.t(), xv);
+    g.b_v.addmv_(d_v.t(), ones);
+  }
+
+  // Softmax, then the 1/sqrt(128) scale: d_s = d(qc qᵀ), in the scores' workspace (free by now).
+  torch::Tensor d_s = workspace(s_, c, n, opts);
+  at::_softmax_backward_data_out(d_s, d_a, a, 1, torch::kFloat);
+  d_s.div_(scale_);
+
+  // Scores s = qc qᵀ: dq = dsᵀ qc, plus d(qc) = ds q added to the critical rows.
+  const torch::Tensor d_z = workspace(d_z_, n, c + kH, opts);
+  torch::Tensor d_z1 = d_z.narrow(1, c, kH);
+  const torch::Tensor z1 = z_.narrow(0, 0, n * (c + kH)).view({n, c + kH}).narrow(1, c, kH);
+  const torch::Tensor q = cfg_.nonlinear_q ? q_.narrow(0, 0, n * kH).view({n, kH}) : z1;
+  torch::Tensor d_q = cfg_.nonlinear_q ? workspace(d_q_, n, kH, opts) : d_z1;
+  at::mm_out(d_q, d_s.t(), qc_);
+  at::mm_out(d_qc_, d_s, q);
+  d_q.index_add_(0, max_idx_, d_qc_);
+  if (cfg_.nonlinear_q) {
+    at::tanh_backward_out(d_q, d_q, q);
+    g.w_q2.addmm_(d_q.t(), z1);  // z1 holds relu(x W1ᵀ + b1)
+    g.b_q2.addmv_(d_q.t(), ones);
+    at::mm_out(d_z1, d_q, w.w_q2);
+    at::threshold_backward_out(d_z1, d_z1, z1, 0);
+  }
+
+  // Max pooling of the instance logits: the gradient reaches the argmax row of each class only.
+  torch::Tensor d_logits = d_z.narrow(1, 0, c);
+  d_logits.zero_();
+  d_logits.scatter_(0, max_idx_.view({1, c}), d_max.view({1, c}));  // d_logits[argmax_k, k] = d_max[k]
+  g.w_in.addmm_(d_z.t(), x);
+  g.b_in.addmv_(d_z.t(), ones);
+}
+
+}  // namespace mil

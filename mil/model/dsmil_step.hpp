@@ -1,0 +1,52 @@
+#pragma once
+// A DSMIL training step written out by hand: forward, the reference loss and backward of one bag as a few
+// GEMMs and fused elementwise passes over preallocated workspaces, adding the bag's gradients into a
+// FlatParameters gradient buffer. It computes what DsmilNet + dsmil_loss + autograd compute, up to float
+// rounding (tests/model/test_dsmil_step.cpp holds it to the autograd model), without autograd's graph:
+//  - the instance classifier and q's first layer share one GEMM over the bag (the flat layout puts their
+//    weights side by side);
+//  - the critical instances' queries are rows of the queries already computed, not a second pass of q
+//    over those instances (their gradient is added to those rows, which is what autograd does via q);
+//  - the loss reuses the forward's max over instances, and its gradient reaches the instance classifier
+//    through the argmax rows only (the gradient of max), inside the same weight-gradient GEMM;
+//  - the bag classifier's Conv1d over the whole of D is a matrix-vector product.
+// Node dropout (passing v with --dropout-node) calls the same torch::dropout as the module, so it draws
+// the same mask from the device's default generator.
+#include <torch/torch.h>
+
+#include "mil/model/flat_params.hpp"
+
+namespace mil {
+
+class DsmilStep {
+ public:
+  explicit DsmilStep(FlatParameters& flat);
+
+  // Forward, loss and backward of one bag; the bag's gradients are added to flat.grads() (zero them per
+  // optimiser step). x: [N, D] float32 on the parameters' device, N >= 1; target: C values in {0, 1}.
+  // Returns the bag's loss.
+  double accumulate(const torch::Tensor& x, const torch::Tensor& target);
+
+  // FLOPs of one instance's forward and backward (multiply-adds count 2; elementwise passes not counted),
+  // derived from the layer shapes: what a bench divides by.
+  static double forward_flops_per_instance(const ModelConfig& cfg);
+  static double backward_flops_per_instance(const ModelConfig& cfg);
+
+ private:
+  // A [rows, cols] contiguous view of `buf`, grown (never shrunk) to fit.
+  static torch::Tensor workspace(torch::Tensor& buf, int64_t rows, int64_t cols, const torch::TensorOptions& opts);
+  // The loss and its gradients w.r.t. the bag logits and the instance max, on the host.
+  double loss_and_gradients(const torch::Tensor& bag_logits, const torch::Tensor& max_logits,
+                            const torch::Tensor& target);
+  void backward(const torch::Tensor& x, const torch::Tensor& xv);
+
+  FlatParameters& flat_;
+  ModelConfig cfg_;
+  double scale_;  // sqrt(128)
+  // Workspaces, reused across bags.
+  torch::Tensor z_, q_, s_, a_, v_, bag_rep_, bag_logits_, max_val_, max_idx_;
+  torch::Tensor d_bag_rep_, d_a_, d_q_, d_qc_, d_z_, d_v_, ones_, host_grads_, dev_grads_;
+  torch::Tensor qc_;
+};
+
+}  // namespace mil

@@ -1,0 +1,41 @@
+#pragma once
+// What dsmil_train does with a bag and with a step, in one place: the model's parameters and gradients
+// in flat buffers (FlatParameters), the hand-written forward/backward (DsmilStep) and one fused Adam pass
+// (FusedAdam); across ranks one all-reduce of the flat gradient, on a single rank none at all.
+#include <torch/torch.h>
+
+#include <string>
+#include <vector>
+
+#include "mil/dist/communicator.hpp"
+#include "mil/model/dsmil_step.hpp"
+#include "mil/model/flat_params.hpp"
+#include "mil/train/fused_adam.hpp"
+
+namespace mil {
+
+class TrainStep {
+ public:
+  // Rebinds `net`'s parameters to flat buffers (their values unchanged); `net` must outlive this object.
+  TrainStep(DsmilNetImpl& net, const OptimizerConfig& cfg);
+
+  void set_lr(double lr) { adam_.set_lr(lr); }
+  void zero_grad() { flat_.grads().zero_(); }
+  // One bag's forward, loss and backward; its gradients add to the step's. Returns the bag's loss.
+  double accumulate(const torch::Tensor& x, const torch::Tensor& target) { return step_.accumulate(x, target); }
+  // Ends the step: the gradient summed over ranks (one all-reduce carrying `flags`, which become their sums
+  // over ranks; no collective on a single rank), divided by bags_per_step, and the Adam update.
+  void finish(Communicator& comm, int64_t bags_per_step, std::vector<float>* flags);
+
+  // Optimiser state for checkpoints; load_state also reads checkpoint format 1's torch::optim::Adam state.
+  std::string save_state() const { return adam_.save_state(); }
+  void load_state(const std::string& bytes, const std::string& source);
+
+ private:
+  DsmilNetImpl& net_;
+  FlatParameters flat_;
+  DsmilStep step_;
+  FusedAdam adam_;
+};
+
+}  // namespace mil
