@@ -50,7 +50,10 @@ const OptionSpec kOptions[] = {
     {"Channels", "features-key", &TrainConfig::features_key, "NAME", "HDF5 dataset holding the [N, D] features"},
     {"Channels", "negative-label", &TrainConfig::negative_label, "LABEL", "Label value meaning \"no positive class\""},
     {"Channels", "on-bad-slide", &TrainConfig::on_bad_slide, "fail|skip", "What to do with an unreadable slide"},
-    {"Channels", "cache", &TrainConfig::cache, "none|ram|ram32", "Keep features in memory (ram: float16, ram32: float32)"},
+    {"Channels", "cache", &TrainConfig::cache, "none|ram|ram32",
+     "Keep features in memory, training and validation bags, across folds (ram: float16, ram32: float32)"},
+    {"Channels", "cache-budget", &TrainConfig::cache_budget, "GB",
+     "Most RAM the --cache may hold; bags beyond it are read from disk each time (same values); 0 = no bound"},
     {"Channels", "prefetch", &TrainConfig::prefetch, "N", "Bags read ahead in the background"},
     {"Outputs", "model-dir", &TrainConfig::model_dir, "DIR", "Where the model is saved [SM_MODEL_DIR]"},
     {"Outputs", "output-dir", &TrainConfig::output_dir, "DIR", "Metrics and predictions [SM_OUTPUT_DATA_DIR]"},
@@ -449,6 +452,7 @@ void validate(const TrainConfig& cfg) {
   check(!cfg.features_key.empty(), "features-key", "an HDF5 dataset name", "''");
   check(one_of(cfg.on_bad_slide, {"fail", "skip"}), "on-bad-slide", "fail or skip", quoted(cfg.on_bad_slide));
   check(one_of(cfg.cache, {"none", "ram", "ram32"}), "cache", "none, ram or ram32", quoted(cfg.cache));
+  check(cfg.cache_budget >= 0, "cache-budget", ">= 0 (GB; 0 = no bound)", to_text(cfg.cache_budget));
   check(cfg.prefetch >= 1, "prefetch", ">= 1", to_text(cfg.prefetch));
   check(cfg.checkpoint_every_steps >= 0, "checkpoint-every-steps", ">= 0 (0 = off)",
         to_text(cfg.checkpoint_every_steps));

@@ -94,6 +94,7 @@ struct Job {
   int epochs_done = 0;
   int epochs_done_at_start = 0;  // by earlier processes of a resumed job (for the ETA)
   bool cache_logged = false;
+  std::shared_ptr<BagCache> cache;  // --cache: one RAM cache for every fold and the validation set; null = none
   // The fold of each model to train, and the models finished so far with their validation scores.
   std::vector<int> run_folds;
   std::vector<TrainedModel> models;
@@ -358,7 +359,7 @@ TrainedModel train_model(Job& job, const BagIndex& train, const BagIndex& val, i
         "plain sharding",
         bags_per_step, sampler.straggler_ratio(0), EpochSampler(train.sizes(), plain).straggler_ratio(0));
   }
-  BagLoader loader(train, {cfg.features_key, cfg.prefetch, parse_cache_mode(cfg.cache), false});
+  BagLoader loader(train, {cfg.features_key, cfg.prefetch, CacheMode::kNone, false}, job.cache);
   const uint64_t dropout_seed = cfg.seed * 7919 + static_cast<uint64_t>(fold);
   const std::string fold_text =
       cfg.folds > 0 ? " fold " + std::to_string(fold + 1) + "/" + std::to_string(cfg.folds) : "";
@@ -467,7 +468,7 @@ TrainedModel train_model(Job& job, const BagIndex& train, const BagIndex& val, i
     if (!val.bags.empty()) {
       // Thresholds are fitted on the validation set, as the reference does (so its accuracy is optimistic).
       spdlog::debug("[val]{} epoch {}: scoring {} slides", fold_text, epoch + 1, val.bags.size());
-      r = evaluate_bags(model, val, cfg.features_key, cfg.prefetch, job.device, {}, job.comm);
+      r = evaluate_bags(model, val, cfg.features_key, cfg.prefetch, job.device, {}, job.comm, job.cache);
       rec.val_loss = r.loss;
       rec.val_auc = r.metrics.auc;
       rec.val_accuracy = r.metrics.accuracy;
@@ -630,7 +631,8 @@ torch::Device resolve_device(const std::string& spec, int local_rank) {
 }
 
 EvalResult evaluate_bags(TrainedModel& model, const BagIndex& index, const std::string& features_key, int prefetch,
-                         const torch::Device& device, const std::vector<double>& thresholds, Communicator& comm) {
+                         const torch::Device& device, const std::vector<double>& thresholds, Communicator& comm,
+                         std::shared_ptr<BagCache> cache) {
   torch::NoGradGuard no_grad;
   model.net->eval();
   const int64_t n = static_cast<int64_t>(index.bags.size());
@@ -645,7 +647,7 @@ EvalResult evaluate_bags(TrainedModel& model, const BagIndex& index, const std::
 
   // This rank's share: (per-class probabilities..., loss) per bag.
   std::vector<double> rows;
-  BagLoader loader(index, {features_key, prefetch, CacheMode::kNone, false});
+  BagLoader loader(index, {features_key, prefetch, CacheMode::kNone, false}, std::move(cache));
   const std::vector<int64_t> mine = positions_of(comm.rank());
   loader.start(mine);
   for (size_t i = 0; i < mine.size(); ++i) {
@@ -681,6 +683,7 @@ EvalResult evaluate_bags(TrainedModel& model, const BagIndex& index, const std::
 
 void run_training(const TrainConfig& cfg, Communicator& comm) {
   Job job(cfg, comm, resolve_device(cfg.device, comm.local_rank()));
+  job.cache = make_bag_cache(parse_cache_mode(cfg.cache), cfg.cache_budget);
   spdlog::info("[train] device {}, {} libtorch thread(s); {} rank(s) x {} bag(s) = {} bag(s) per optimiser step",
                job.device.str(), torch::get_num_threads(), comm.world_size(), cfg.accumulate,
                comm.world_size() * cfg.accumulate);

@@ -4,6 +4,7 @@
 #include <string>
 #include <vector>
 
+#include "mil/data/bag_cache.hpp"
 #include "mil/data/bag_index.hpp"
 #include "mil/dist/communicator.hpp"
 #include "mil/train/metrics.hpp"
@@ -37,9 +38,11 @@ struct EvalResult {
 
 // Forward passes over every bag of `index` (no gradients, eval mode), sharded: rank r scores bags r, r + W,
 // ... and the scores are gathered, so every rank returns the same whole result in index order. With labels,
-// metrics are computed with `thresholds`, or with thresholds fitted on this set when it is empty.
+// metrics are computed with `thresholds`, or with thresholds fitted on this set when it is empty. With
+// `cache`, the bags are served from (and kept in) that RAM cache.
 EvalResult evaluate_bags(TrainedModel& model, const BagIndex& index, const std::string& features_key, int prefetch,
-                         const torch::Device& device, const std::vector<double>& thresholds, Communicator& comm);
+                         const torch::Device& device, const std::vector<double>& thresholds, Communicator& comm,
+                         std::shared_ptr<BagCache> cache = nullptr);
 
 // Several models' scores of the same bags combined: mean probabilities, a per-(bag, class) majority vote of
 // each model's prediction at its own thresholds, and, for labelled bags, metrics of the vote (accuracy,
