@@ -8,6 +8,7 @@
 // With --drop-caches (root), the page cache is dropped before each disk pass so "disk" means the device.
 #include <H5Cpp.h>
 #include <spdlog/spdlog.h>
+#include <sys/resource.h>
 
 #include <algorithm>
 #include <chrono>
@@ -75,15 +76,26 @@ double peak_rss_mb() {
   return 0;
 }
 
-double loader_seconds(const mil::BagIndex& index) {
+// CPU seconds used by the whole process (every thread) so far: unlike wall time, barely moved by other
+// processes sharing the cores.
+double cpu_seconds() {
+  rusage u{};
+  ::getrusage(RUSAGE_SELF, &u);
+  return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
+         static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
+}
+
+double loader_seconds(const mil::BagIndex& index, double* cpu = nullptr) {
   mil::BagLoader loader(index, {"features", 4, mil::CacheMode::kNone, false});
   std::vector<int64_t> order(index.bags.size());
   std::iota(order.begin(), order.end(), 0);
   const Clock::time_point t0 = Clock::now();
+  const double c0 = cpu_seconds();
   loader.start(order);
   double sink = 0;
   for (size_t i = 0; i < order.size(); ++i) sink += loader.next().features[0][0].item<float>();
   const double s = seconds_since(t0);
+  if (cpu != nullptr) *cpu = cpu_seconds() - c0;
   if (sink == 12345.678) std::puts("");  // keep the reads observable
   return s;
 }
@@ -121,6 +133,7 @@ double size_gb(const mil::BagIndex& index) {
 
 struct Figures {
   std::vector<double> raw, loaded, clam_loaded, clam_hdf5;               // seconds per pass
+  std::vector<double> loaded_cpu, clam_cpu, clam_hdf5_cpu;               // CPU seconds per pass
   std::vector<double> disk_epoch, clam_epoch, ram32_epoch, ram16_epoch;  // seconds per epoch
   int64_t ram32_bytes = 0, ram16_bytes = 0;
 };
@@ -136,11 +149,16 @@ Figures measure(const mil::BagIndex& index, const mil::BagIndex& clam, int64_t d
     drop();
     f.raw.push_back(raw_read_seconds(index, buffer));
     drop();
-    f.loaded.push_back(loader_seconds(index));
+    double cpu = 0;
+    f.loaded.push_back(loader_seconds(index, &cpu));
+    f.loaded_cpu.push_back(cpu);
     drop();
-    f.clam_loaded.push_back(loader_seconds(clam));
+    f.clam_loaded.push_back(loader_seconds(clam, &cpu));
+    f.clam_cpu.push_back(cpu);
     drop();
+    const double c0 = cpu_seconds();
     f.clam_hdf5.push_back(hdf5_read_seconds(clam));
+    f.clam_hdf5_cpu.push_back(cpu_seconds() - c0);
   }
   mil::ModelConfig mc;
   mc.feature_dim = dim;
@@ -183,6 +201,9 @@ void print(const Figures& f, const mil::BagIndex& index, double gb, const mil::S
   std::printf("| loader, CLAM layout (one chunk per instance) | %.2f GB/s | |\n", clam_gbs);
   std::printf("| HDF5's own read (H5Dread), CLAM layout | %.2f GB/s | |\n", gb / median(f.clam_hdf5));
   std::printf("| loader CLAM / loader contiguous | %.2f | ~1 |\n", clam_gbs / loader_gbs);
+  const double per_bag = 1e3 / static_cast<double>(index.bags.size());
+  std::printf("| CPU per bag: loader contiguous / loader CLAM / HDF5's read CLAM | %.2f / %.2f / %.2f ms | |\n",
+              median(f.loaded_cpu) * per_bag, median(f.clam_cpu) * per_bag, median(f.clam_hdf5_cpu) * per_bag);
   std::printf("| training epoch from disk, contiguous | %.3f s | |\n", median(f.disk_epoch));
   std::printf("| training epoch from disk, CLAM layout | %.3f s | |\n", median(f.clam_epoch));
   std::printf("| training epoch from RAM cache, float32 (ram32) | %.3f s | |\n", median(f.ram32_epoch));

@@ -29,6 +29,8 @@ read -r -a REFERENCE_EXTRA <<< "${REFERENCE_ARGS:-}"
 [ -x /usr/bin/time ] || { echo "GNU time (/usr/bin/time) is needed for the peak memory figures" >&2; exit 2; }
 VENV=$(bench/python_env.sh)
 MAKE_BAGS=$BUILD_DIR/bench/dsmil_make_bags
+# Never pick up a SageMaker tree (another job's /opt/ml/input/config/hyperparameters.json would change the run).
+export DSMIL_SAGEMAKER_ROOT=${DSMIL_SAGEMAKER_ROOT:-/nonexistent/dsmil-bench/opt/ml}
 mkdir -p "$OUT"
 
 # Channels are generated once (deterministic) and reused; a `.done` marker says a channel is complete.
@@ -59,7 +61,7 @@ prepare_set() {  # set -> the globals train, val, epochs
   esac
 }
 
-timed() {  # log, command...: runs it under GNU time, appends "wall_s max_rss_kb" as the log's last line
+timed() {  # log, command...: runs it under GNU time, which writes "wall_s max_rss_kb" to log.time
   local log=$1
   shift
   /usr/bin/time -f "%e %M" -o "$log.time" "$@" > "$log" 2>&1 || { tail -20 "$log" >&2; echo "FAILED: $*" >&2; exit 1; }
