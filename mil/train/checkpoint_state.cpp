@@ -89,8 +89,8 @@ std::vector<std::string> setting_differences(const json& saved, const json& now)
 // Options that say where things are or how fast they run, not what is trained.
 // clang-format off
 const char* const kNotTrainingSettings[] = {
-    "train", "validation", "test", "labels", "validation-labels", "test-labels", "split-csv", "prefetch", "cache-budget",
-    "model-dir", "output-dir", "failure-file", "tensorboard-dir", "threads", "device", "log-level",
+    "train", "validation", "test", "labels", "validation-labels", "test-labels", "split-csv", "prefetch",
+    "cache-budget", "model-dir", "output-dir", "failure-file", "tensorboard-dir", "threads", "device", "log-level",
     "checkpoint-dir", "checkpoint-every-steps", "checkpoint-every-seconds", "keep-checkpoints", "no-resume"};
 // clang-format on
 
