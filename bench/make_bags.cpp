@@ -4,6 +4,7 @@
 #include <cxxopts.hpp>
 
 #include "mil/data/synthetic.hpp"
+#include "mil/util/error.hpp"
 #include "mil/util/logging.hpp"
 
 int main(int argc, char** argv) {
@@ -18,8 +19,14 @@ int main(int argc, char** argv) {
       "witness-fraction", "fraction of witness instances in positive bags",
       cxxopts::value<double>(o.witness_fraction)->default_value("0.1"))(
       "signal", "witness shift in background std units", cxxopts::value<double>(o.signal)->default_value("4.0"))(
+      "min-instances", "smallest bag", cxxopts::value<int64_t>(o.min_instances)->default_value("4"))(
+      "max-instances", "largest bag", cxxopts::value<int64_t>(o.max_instances)->default_value("20000"))(
       "float16", "store features as float16", cxxopts::value<bool>(o.float16)->default_value("false"))(
-      "seed", "random seed of the bags", cxxopts::value<uint64_t>(o.seed)->default_value("0"))(
+      "layout",
+      "contiguous, or clam: CLAM's extractor layout (chunks of one instance, unlimited first dimension, "
+      "appended in batches of 256)",
+      cxxopts::value<std::string>()->default_value("contiguous"))("seed", "random seed of the bags",
+                                                                  cxxopts::value<uint64_t>(o.seed)->default_value("0"))(
       "task-seed", "random seed of the class directions (channels sharing it hold the same task)",
       cxxopts::value<uint64_t>(o.direction_seed)->default_value("0"))(
       "prefix", "slide id prefix", cxxopts::value<std::string>(o.prefix)->default_value("slide_"))("h,help",
@@ -29,6 +36,13 @@ int main(int argc, char** argv) {
     if (result.count("help") || !result.count("out")) {
       std::fputs(options.help().c_str(), result.count("help") ? stdout : stderr);
       return result.count("help") ? 0 : 2;
+    }
+    const std::string layout = result["layout"].as<std::string>();
+    if (layout == "clam") {
+      o.chunk_rows = 1;
+      o.append_rows = 256;
+    } else if (layout != "contiguous") {
+      throw mil::Error("", "--layout", "unknown value '" + layout + "' (contiguous, clam)");
     }
     mil::write_synthetic_channel(result["out"].as<std::string>(), o);
     return 0;

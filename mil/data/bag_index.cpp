@@ -51,6 +51,7 @@ std::string inspect(BagInfo* bag, const std::string& features_key, int64_t max_b
     }
     bag->num_instances = info.shape[0];
     bag->feature_dim = info.shape[1];
+    bag->chunk_rows = info.chunk.empty() ? 0 : info.chunk[0];
     if (bag->num_instances == 0) return "dataset '" + features_key + "' has zero instances";
     if (bag->feature_dim == 0) return "dataset '" + features_key + "' has zero features per instance";
     const std::string too_big = check_size(info, max_bytes);

@@ -16,6 +16,7 @@ struct BagInfo {
   int64_t feature_dim = 0;    // D
   std::string dtype;          // of the features dataset: float16, float32 or float64
   bool has_coords = false;    // a `coords` [N, 2] dataset is present
+  int64_t chunk_rows = 0;     // rows per HDF5 chunk of the features (CLAM's extractor: 1); 0 = not chunked
   std::string label;          // raw label value; empty when the channel has no labels
   std::vector<float> target;  // C bits; empty when the channel has no labels
 };

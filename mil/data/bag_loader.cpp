@@ -5,6 +5,7 @@
 
 #include <cmath>
 
+#include "mil/data/half_convert.hpp"
 #include "mil/io/h5_reader.hpp"
 #include "mil/util/error.hpp"
 
@@ -34,13 +35,41 @@ void read_ahead(const std::string& path) {
   ::close(fd);
 }
 
+// A dataset as float32 / int64, converted by plain loops (see read_bag).
+torch::Tensor to_float(const torch::Tensor& t) {
+  if (t.scalar_type() == torch::kFloat) return t;
+  torch::Tensor out = torch::empty(t.sizes(), torch::kFloat);
+  if (t.scalar_type() == torch::kHalf) {
+    half_to_float(reinterpret_cast<const uint16_t*>(t.data_ptr<at::Half>()), out.data_ptr<float>(), t.numel());
+  } else if (t.scalar_type() == torch::kDouble) {
+    double_to_float(t.data_ptr<double>(), out.data_ptr<float>(), t.numel());
+  } else {
+    throw Error("unexpected feature dtype");
+  }
+  return out;
+}
+
+torch::Tensor to_long(const torch::Tensor& t) {
+  if (t.scalar_type() == torch::kLong) return t;
+  if (t.scalar_type() != torch::kInt) throw Error("unexpected coordinate dtype");
+  torch::Tensor out = torch::empty(t.sizes(), torch::kLong);
+  const int32_t* src = t.data_ptr<int32_t>();
+  int64_t* dst = out.data_ptr<int64_t>();
+  for (int64_t i = 0; i < t.numel(); ++i) dst[i] = src[i];
+  return out;
+}
+
+// Below this chunk size, the system call per chunk costs more than reading the whole file at once.
+constexpr int64_t kSmallChunkBytes = 64 << 10;
+
 }  // namespace
 
 Bag read_bag(const BagInfo& info, int64_t index, const std::string& features_key, bool with_coords) {
-  io::H5Reader file(info.path);
+  const int64_t chunk_bytes = info.chunk_rows * info.feature_dim * 4;
+  io::H5Reader file(info.path, info.chunk_rows > 0 && chunk_bytes < kSmallChunkBytes);
   Bag bag;
   bag.index = index;
-  bag.features = file.read_float(features_key);
+  bag.features = to_float(file.read(features_key));
   if (bag.features.dim() != 2 || bag.features.size(0) != info.num_instances ||
       bag.features.size(1) != info.feature_dim) {
     throw Error(info.path, features_key, "shape changed since the channel was indexed");
@@ -52,20 +81,18 @@ Bag read_bag(const BagInfo& info, int64_t index, const std::string& features_key
                 "contains NaN or Inf values (first in row " + std::to_string(row) + " of " +
                     std::to_string(info.num_instances) + ")");
   }
-  if (with_coords && info.has_coords) bag.coords = file.read("coords").to(torch::kLong);
+  if (with_coords && info.has_coords) bag.coords = to_long(file.read("coords"));
   return bag;
 }
 
-CacheMode parse_cache_mode(const std::string& s) {
-  if (s == "none") return CacheMode::kNone;
-  if (s == "ram") return CacheMode::kFloat16;
-  if (s == "ram32") return CacheMode::kFloat32;
-  throw Error("", "--cache", "unknown value '" + s + "' (none, ram, ram32)");
-}
-
-BagLoader::BagLoader(const BagIndex& index, LoaderOptions options)
-    : index_(index), options_(std::move(options)), cache_(index.bags.size()) {
+BagLoader::BagLoader(const BagIndex& index, LoaderOptions options, std::shared_ptr<BagCache> shared_cache)
+    : index_(index), options_(std::move(options)) {
   if (options_.prefetch < 1) throw Error("", "--prefetch", "must be >= 1");
+  if (!options_.with_coords) {
+    cache_ = std::move(shared_cache);
+    if (!cache_ && options_.cache != CacheMode::kNone) cache_ = std::make_shared<BagCache>(options_.cache);
+    if (cache_ && cache_->mode() == CacheMode::kNone) cache_.reset();
+  }
 }
 
 BagLoader::~BagLoader() {
@@ -99,28 +126,15 @@ void BagLoader::start(std::vector<int64_t> order) {
 }
 
 Bag BagLoader::load(int64_t index) {
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    const torch::Tensor& cached = cache_[static_cast<size_t>(index)];
-    if (cached.defined()) {
-      Bag bag;
-      bag.index = index;
-      // Always a fresh tensor, so nothing the trainer does to it can reach the cache.
-      bag.features = options_.cache == CacheMode::kFloat16 ? cached.to(torch::kFloat) : cached.clone();
-      return bag;
-    }
-  }
   const BagInfo& info = index_.bags[static_cast<size_t>(index)];
-  Bag bag = read_bag(info, index, options_.features_key, options_.with_coords);
-  if (options_.cache != CacheMode::kNone && !options_.with_coords) {
-    torch::Tensor keep = options_.cache == CacheMode::kFloat16 ? bag.features.to(torch::kHalf) : bag.features.clone();
-    // The first read gives the cached values too: every epoch, and a job resumed after a restart (with a
-    // cold cache), trains on the same numbers.
-    if (options_.cache == CacheMode::kFloat16) bag.features = keep.to(torch::kFloat);
-    std::lock_guard<std::mutex> lock(mutex_);
-    cache_bytes_ += keep.numel() * static_cast<int64_t>(keep.element_size());
-    cache_[static_cast<size_t>(index)] = std::move(keep);
+  if (cache_) {
+    Bag bag;
+    bag.index = index;
+    bag.features = cache_->find(info.path);
+    if (bag.features.defined()) return bag;
   }
+  Bag bag = read_bag(info, index, options_.features_key, options_.with_coords);
+  if (cache_) bag.features = cache_->admit(info.path, std::move(bag.features));
   return bag;
 }
 
@@ -129,9 +143,8 @@ void BagLoader::read_loop(std::vector<int64_t> order) {
   for (size_t pos = 0; pos < order.size(); ++pos) {
     const int64_t index = order[pos];
     for (; hinted < std::min(order.size(), pos + 1 + static_cast<size_t>(options_.prefetch)); ++hinted) {
-      if (options_.cache == CacheMode::kNone || !cache_[static_cast<size_t>(order[hinted])].defined()) {
-        read_ahead(index_.bags[static_cast<size_t>(order[hinted])].path);
-      }
+      const std::string& path = index_.bags[static_cast<size_t>(order[hinted])].path;
+      if (!cache_ || !cache_->contains(path)) read_ahead(path);
     }
     {
       std::unique_lock<std::mutex> lock(mutex_);
@@ -178,15 +191,11 @@ bool BagLoader::has_next() const {
 }
 
 int64_t BagLoader::cached_bags() const {
-  std::lock_guard<std::mutex> lock(mutex_);
-  int64_t n = 0;
-  for (const auto& t : cache_) n += t.defined() ? 1 : 0;
-  return n;
+  return cache_ ? cache_->bags() : 0;
 }
 
 int64_t BagLoader::cache_bytes() const {
-  std::lock_guard<std::mutex> lock(mutex_);
-  return cache_bytes_;
+  return cache_ ? cache_->bytes() : 0;
 }
 
 }  // namespace mil

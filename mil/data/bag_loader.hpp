@@ -6,42 +6,41 @@
 #include <condition_variable>
 #include <deque>
 #include <exception>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "mil/data/bag_cache.hpp"
 #include "mil/data/bag_index.hpp"
 
 namespace mil {
 
 struct Bag {
   int64_t index = -1;      // position in BagIndex::bags
-  torch::Tensor features;  // [N, D] float32
+  torch::Tensor features;  // [N, D] float32; may be the RAM cache's own tensor: never modify it in place
   torch::Tensor coords;    // [N, 2] int64; undefined when the file has none or coords were not asked for
 };
 
 // Reads one bag: features as float32, checked against the index's shape and for NaN/Inf. Throws
-// mil::Error naming the file, the dataset and the first bad row.
+// mil::Error naming the file, the dataset and the first bad row. Conversions (float16/64 files, int32
+// coords) are plain loops on the calling thread, never torch's thread pool. Files whose features are stored
+// in small chunks (CLAM's one chunk per instance) are read into memory in one pass and then chunk by chunk.
 Bag read_bag(const BagInfo& info, int64_t index, const std::string& features_key, bool with_coords);
-
-enum class CacheMode {
-  kNone,     // read from disk every epoch
-  kFloat16,  // keep features in RAM as float16 after the first read (half the memory)
-  kFloat32,  // keep them as float32 (exact)
-};
-CacheMode parse_cache_mode(const std::string& s);  // "none" | "ram" | "ram32"
 
 struct LoaderOptions {
   std::string features_key = "features";
   int prefetch = 4;  // bags read ahead of the trainer (memory bound: prefetch x bag size)
   CacheMode cache = CacheMode::kNone;
-  bool with_coords = false;  // also read `coords` (evaluation / attention export)
+  bool with_coords = false;  // also read `coords` (evaluation / attention export); never cached
 };
 
 class BagLoader {
  public:
-  BagLoader(const BagIndex& index, LoaderOptions options);
+  // `options.cache` makes a cache of this loader's own; `shared_cache`, when given, is used instead: one
+  // cache for several loaders (every fold, the validation set). Neither is used with `with_coords`.
+  BagLoader(const BagIndex& index, LoaderOptions options, std::shared_ptr<BagCache> shared_cache = nullptr);
   ~BagLoader();
   BagLoader(const BagLoader&) = delete;
   BagLoader& operator=(const BagLoader&) = delete;
@@ -53,6 +52,7 @@ class BagLoader {
   Bag next();
   bool has_next() const;
 
+  // Of this loader's cache (a shared one counts every loader's bags).
   int64_t cached_bags() const;
   int64_t cache_bytes() const;
 
@@ -72,8 +72,7 @@ class BagLoader {
   bool reader_done_ = false;  // the reader thread has left its loop
   std::thread reader_;
 
-  std::vector<torch::Tensor> cache_;  // by bag index; guarded by mutex_
-  int64_t cache_bytes_ = 0;
+  std::shared_ptr<BagCache> cache_;  // null without a cache (and with coords)
 };
 
 }  // namespace mil

@@ -45,11 +45,18 @@ void write_synthetic_channel(const std::string& dir, const SyntheticOptions& o) 
     }
 
     io::H5Writer file(dir + "/" + id + ".h5");
-    file.write("features", o.float16 ? feats.to(torch::kHalf) : feats);
+    const auto write = [&](const std::string& name, const torch::Tensor& t) {
+      if (o.chunk_rows > 0) {
+        file.write_appended(name, t, o.chunk_rows, o.append_rows);
+      } else {
+        file.write(name, t);
+      }
+    };
+    write("features", o.float16 ? feats.to(torch::kHalf) : feats);
     if (o.coords) {
       const int64_t side = static_cast<int64_t>(std::ceil(std::sqrt(static_cast<double>(n)))) + 1;
       const torch::Tensor cells = torch::randperm(side * side, gen, torch::kLong).slice(0, 0, n);
-      file.write("coords", torch::stack({cells.remainder(side), cells.div(side, "floor")}, 1) * 256);
+      write("coords", torch::stack({cells.remainder(side), cells.div(side, "floor")}, 1) * 256);
     }
     labels << io::csv_field(id) << "," << label << "\n";
   }

@@ -19,6 +19,10 @@ struct SyntheticOptions {
   double signal = 4.0;            // witness shift, in units of the background standard deviation
   bool float16 = false;           // store features as float16 (as several foundation-model pipelines do)
   bool coords = true;             // write CLAM-style `coords` [N, 2] (level-0 pixel grid, 256 px patches)
+  // File layout. 0: contiguous datasets. k > 0: CLAM's extractor layout, chunks of (k, D), an unlimited first
+  // dimension, appended `append_rows` rows at a time (CLAM writes chunks of one instance, batches of 256).
+  int64_t chunk_rows = 0;
+  int64_t append_rows = 256;
   uint64_t seed = 0;              // bag sizes, instances, witnesses
   uint64_t direction_seed = 0;    // the class directions: channels sharing it hold the same task
   std::string prefix = "slide_";  // slide ids are prefix + 4-digit number

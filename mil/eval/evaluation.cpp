@@ -13,7 +13,8 @@ torch::Tensor target_tensor(const BagInfo& bag, const torch::Device& device) {
 }
 
 EvalResult evaluate_bags(TrainedModel& model, const BagIndex& index, const std::string& features_key, int prefetch,
-                         const torch::Device& device, const std::vector<double>& thresholds, Communicator& comm) {
+                         const torch::Device& device, const std::vector<double>& thresholds, Communicator& comm,
+                         std::shared_ptr<BagCache> cache) {
   torch::NoGradGuard no_grad;
   model.net->eval();
   const int64_t n = static_cast<int64_t>(index.bags.size());
@@ -28,7 +29,7 @@ EvalResult evaluate_bags(TrainedModel& model, const BagIndex& index, const std::
 
   // This rank's share: (per-class probabilities..., loss) per bag.
   std::vector<double> rows;
-  BagLoader loader(index, {features_key, prefetch, CacheMode::kNone, false});
+  BagLoader loader(index, {features_key, prefetch, CacheMode::kNone, false}, std::move(cache));
   const std::vector<int64_t> mine = positions_of(comm.rank());
   loader.start(mine);
   for (size_t i = 0; i < mine.size(); ++i) {

@@ -4,10 +4,12 @@
 #include <torch/torch.h>
 
 #include <limits>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
+#include "mil/data/bag_cache.hpp"
 #include "mil/data/bag_index.hpp"
 #include "mil/dist/communicator.hpp"
 #include "mil/eval/metrics.hpp"
@@ -29,9 +31,11 @@ torch::Tensor target_tensor(const BagInfo& bag, const torch::Device& device);
 
 // Forward passes over every bag of `index` (no gradients, eval mode), sharded: rank r scores bags r, r + W,
 // ... and the scores are gathered, so every rank returns the same whole result in index order. With labels,
-// metrics are computed with `thresholds`, or with thresholds fitted on this set when it is empty.
+// metrics are computed with `thresholds`, or with thresholds fitted on this set when it is empty. With
+// `cache`, the bags are served from (and kept in) that RAM cache.
 EvalResult evaluate_bags(TrainedModel& model, const BagIndex& index, const std::string& features_key, int prefetch,
-                         const torch::Device& device, const std::vector<double>& thresholds, Communicator& comm);
+                         const torch::Device& device, const std::vector<double>& thresholds, Communicator& comm,
+                         std::shared_ptr<BagCache> cache = nullptr);
 
 // The scores of `set` rebuilt from probabilities and a loss kept elsewhere (a checkpoint): metrics are
 // recomputed with thresholds fitted on the set, as during training. Empty probabilities: an empty result.

@@ -2,7 +2,9 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstring>
 #include <filesystem>
 
 #include "mil/util/error.hpp"
@@ -51,6 +53,42 @@ H5::DataType memory_type(torch::ScalarType t) {
   }
 }
 
+// Reads a dataset chunked by whole rows (chunk shape (k, rest of the shape)), stored unfiltered in the
+// memory layout of `type`, one raw chunk at a time into `out`. Returns false, having read nothing usable,
+// when the layout does not allow it or HDF5 declines a chunk (not allocated, unexpected size): the caller
+// then reads the ordinary way, which also reports corruption properly.
+bool read_row_chunks(const H5::DataSet& ds, const H5DatasetInfo& meta, const H5::DataType& type, torch::Tensor& out) {
+  if (meta.chunk.empty() || meta.filters != 0 || meta.shape.empty() || meta.chunk[0] < 1) return false;
+  for (size_t d = 1; d < meta.shape.size(); ++d) {
+    if (meta.chunk[d] != meta.shape[d]) return false;
+  }
+  if (H5Tequal(ds.getDataType().getId(), type.getId()) <= 0) return false;
+  const int64_t rows = meta.shape[0];
+  const int64_t chunk_rows = meta.chunk[0];
+  const int64_t row_bytes = out.nbytes() / rows;
+  const hsize_t chunk_bytes = static_cast<hsize_t>(chunk_rows * row_bytes);
+  std::vector<hsize_t> offset(meta.shape.size(), 0);
+  std::vector<char> partial;  // the last chunk when it extends past the end of the dataset
+  auto* dst = static_cast<char*>(out.data_ptr());
+  for (int64_t first = 0; first < rows; first += chunk_rows) {
+    offset[0] = static_cast<hsize_t>(first);
+    // An unfiltered chunk's bytes are exactly chunk_bytes; a file claiming otherwise goes the ordinary way
+    // (H5Dread_chunk writes whatever size is stored, so this check keeps it inside the buffer).
+    hsize_t stored = 0;
+    if (H5Dget_chunk_storage_size(ds.getId(), offset.data(), &stored) < 0 || stored != chunk_bytes) return false;
+    const int64_t n = std::min(chunk_rows, rows - first);
+    char* target = dst + first * row_bytes;
+    if (n < chunk_rows) {
+      partial.resize(chunk_bytes);
+      target = partial.data();
+    }
+    uint32_t filter_mask = 0;
+    if (H5Dread_chunk(ds.getId(), H5P_DEFAULT, offset.data(), &filter_mask, target) < 0) return false;
+    if (n < chunk_rows) std::memcpy(dst + first * row_bytes, partial.data(), static_cast<size_t>(n * row_bytes));
+  }
+  return true;
+}
+
 }  // namespace
 
 std::string H5DatasetInfo::dtype_name() const {
@@ -59,14 +97,16 @@ std::string H5DatasetInfo::dtype_name() const {
   return "unsupported";
 }
 
-H5Reader::H5Reader(const std::string& file) : file_(file) {
+H5Reader::H5Reader(const std::string& file, bool in_memory) : file_(file) {
   H5::Exception::dontPrint();  // we report errors ourselves, once
   std::error_code ec;
   if (!std::filesystem::is_regular_file(file, ec)) throw Error(file, "", "no such file");
   if (::access(file.c_str(), R_OK) != 0) throw Error(file, "", "cannot read: " + errno_text());
   if (H5Fis_hdf5(file.c_str()) <= 0) throw Error(file, "", "not an HDF5 file (or truncated)");
   try {
-    h5_.openFile(file, H5F_ACC_RDONLY);
+    H5::FileAccPropList access;
+    if (in_memory) access.setCore(1 << 20, false);  // read-only: no backing store is written
+    h5_.openFile(file, H5F_ACC_RDONLY, access);
   } catch (const H5::Exception& e) {
     throw Error(file, "", "cannot open HDF5 file (truncated or corrupt?): " + e.getDetailMsg());
   }
@@ -90,7 +130,10 @@ H5::DataSet H5Reader::open(const std::string& dataset) const {
 }
 
 H5DatasetInfo H5Reader::info(const std::string& dataset) const {
-  H5::DataSet ds = open(dataset);
+  return info_of(open(dataset), dataset);
+}
+
+H5DatasetInfo H5Reader::info_of(const H5::DataSet& ds, const std::string& dataset) const {
   try {
     H5DatasetInfo info;
     H5::DataSpace space = ds.getSpace();
@@ -99,6 +142,13 @@ H5DatasetInfo H5Reader::info(const std::string& dataset) const {
     info.shape.assign(dims.begin(), dims.end());
     info.type_class = ds.getTypeClass();
     info.type_size = ds.getDataType().getSize();
+    const H5::DSetCreatPropList props = ds.getCreatePlist();
+    if (props.getLayout() == H5D_CHUNKED) {
+      std::vector<hsize_t> chunk(dims.size());
+      props.getChunk(static_cast<int>(chunk.size()), chunk.data());
+      info.chunk.assign(chunk.begin(), chunk.end());
+      info.filters = props.getNfilters();
+    }
     return info;
   } catch (const H5::Exception& e) {
     throw Error(file_, dataset, "cannot read dataset header: " + e.getDetailMsg());
@@ -106,7 +156,8 @@ H5DatasetInfo H5Reader::info(const std::string& dataset) const {
 }
 
 torch::Tensor H5Reader::read(const std::string& dataset) const {
-  const H5DatasetInfo meta = info(dataset);
+  const H5::DataSet ds = open(dataset);
+  const H5DatasetInfo meta = info_of(ds, dataset);
   const torch::ScalarType type = torch_type(meta);
   if (type == torch::kByte) throw Error(file_, dataset, "unsupported dtype (" + meta.dtype_name() + ")");
   torch::Tensor out;
@@ -119,7 +170,8 @@ torch::Tensor H5Reader::read(const std::string& dataset) const {
   }
   if (out.numel() == 0) return out;
   try {
-    open(dataset).read(out.data_ptr(), memory_type(type));
+    const H5::DataType mem_type = memory_type(type);
+    if (!read_row_chunks(ds, meta, mem_type, out)) ds.read(out.data_ptr(), mem_type);
   } catch (const H5::Exception& e) {
     throw Error(file_, dataset, "read failed (truncated or corrupt file?): " + e.getDetailMsg());
   }
@@ -171,6 +223,44 @@ void H5Writer::write(const std::string& dataset, const torch::Tensor& tensor) {
     const H5::DataType type = memory_type(t.scalar_type());
     H5::DataSet ds = h5_.createDataSet(dataset, type, space);
     if (t.numel() > 0) ds.write(t.data_ptr(), type);
+  } catch (const H5::Exception& e) {
+    throw Error(file_, dataset, "write failed: " + e.getDetailMsg());
+  }
+}
+
+void H5Writer::write_appended(const std::string& dataset, const torch::Tensor& tensor, int64_t chunk_rows,
+                              int64_t batch_rows) {
+  const torch::Tensor t = tensor.detach().cpu().contiguous();
+  if (t.dim() < 1 || chunk_rows < 1 || batch_rows < 1) throw Error(file_, dataset, "bad appended-write request");
+  std::vector<hsize_t> dims(t.sizes().begin(), t.sizes().end());
+  std::vector<hsize_t> max_dims = dims;
+  max_dims[0] = H5S_UNLIMITED;
+  std::vector<hsize_t> chunk = dims;
+  chunk[0] = static_cast<hsize_t>(chunk_rows);
+  for (size_t i = 1; i < chunk.size(); ++i) chunk[i] = std::max<hsize_t>(1, chunk[i]);
+  const hsize_t n = dims[0];
+  try {
+    const H5::DataType type = memory_type(t.scalar_type());
+    H5::DSetCreatPropList props;
+    props.setChunk(static_cast<int>(chunk.size()), chunk.data());
+    std::vector<hsize_t> first = dims;
+    first[0] = std::min<hsize_t>(n, static_cast<hsize_t>(batch_rows));
+    H5::DataSet ds = h5_.createDataSet(
+        dataset, type, H5::DataSpace(static_cast<int>(dims.size()), first.data(), max_dims.data()), props);
+    const int64_t row_bytes = t.numel() == 0 ? 0 : t.nbytes() / t.size(0);
+    for (hsize_t start = 0; start < n; start += static_cast<hsize_t>(batch_rows)) {
+      std::vector<hsize_t> extent = dims;
+      extent[0] = std::min<hsize_t>(n, start + static_cast<hsize_t>(batch_rows));
+      ds.extend(extent.data());  // a no-op for the first batch, as h5py's create_dataset(data=batch)
+      std::vector<hsize_t> offset(dims.size(), 0), count = dims;
+      offset[0] = start;
+      count[0] = extent[0] - start;
+      H5::DataSpace file_space = ds.getSpace();
+      file_space.selectHyperslab(H5S_SELECT_SET, count.data(), offset.data());
+      H5::DataSpace mem_space(static_cast<int>(count.size()), count.data());
+      ds.write(static_cast<const char*>(t.data_ptr()) + static_cast<int64_t>(start) * row_bytes, type, mem_space,
+               file_space);
+    }
   } catch (const H5::Exception& e) {
     throw Error(file_, dataset, "write failed: " + e.getDetailMsg());
   }

@@ -104,7 +104,7 @@ FoldRun::FoldRun(const FoldContext& ctx, const FoldData& data, std::optional<Run
   p_.optimizer.clear();
   make_sampler(!resuming);
   loader_ = std::make_unique<BagLoader>(
-      data_.train, LoaderOptions{cfg_.features_key, cfg_.prefetch, parse_cache_mode(cfg_.cache), false});
+      data_.train, LoaderOptions{cfg_.features_key, cfg_.prefetch, CacheMode::kNone, false}, ctx_.cache);
   if (resuming) {
     spdlog::info("[ckpt]{} resuming at epoch {}/{}, step {}/{}", fold_text_, p_.epoch + 1, cfg_.epochs, p_.step,
                  sampler_->steps_per_epoch());
@@ -291,7 +291,8 @@ std::pair<double, int64_t> FoldRun::train_bag(const Bag& bag, uint64_t bag_seed)
 EvalResult FoldRun::validate_epoch(int epoch, EpochRecord& rec) {
   if (data_.val.bags.empty()) return {};
   spdlog::debug("[val]{} epoch {}: scoring {} slides", fold_text_, epoch + 1, data_.val.bags.size());
-  EvalResult r = evaluate_bags(model_, data_.val, cfg_.features_key, cfg_.prefetch, ctx_.device, {}, ctx_.comm);
+  EvalResult r =
+      evaluate_bags(model_, data_.val, cfg_.features_key, cfg_.prefetch, ctx_.device, {}, ctx_.comm, ctx_.cache);
   rec.val_loss = r.loss;
   rec.val_auc = r.metrics.auc;
   rec.val_accuracy = r.metrics.accuracy;

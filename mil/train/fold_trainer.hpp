@@ -4,10 +4,12 @@
 #include <torch/torch.h>
 
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 
 #include "mil/config/train_config.hpp"
+#include "mil/data/bag_cache.hpp"
 #include "mil/data/labels.hpp"
 #include "mil/dist/communicator.hpp"
 #include "mil/eval/evaluation.hpp"
@@ -25,6 +27,7 @@ struct FoldContext {
   torch::Device device;
   const ClassMap& classes;
   Reporter& reporter;
+  std::shared_ptr<BagCache> cache;  // --cache: one RAM cache for every fold and the validation set; null = none
   // Seconds since the job's last checkpoint (for --checkpoint-every-seconds).
   std::function<double()> seconds_since_checkpoint;
   // Commits a checkpoint of the job with `current` as the fold in training; every rank calls it.

@@ -83,6 +83,7 @@ void run_training(const TrainConfig& cfg, Communicator& comm) {
                         device,
                         data.classes,
                         reporter,
+                        make_bag_cache(parse_cache_mode(cfg.cache), cfg.cache_budget),
                         [&] { return checkpoints.seconds_since_last(); },
                         [&](const RunProgress& current, const std::string& moment) {
                           checkpoints.write([&] { return job_progress(results, reporter, &current); }, moment);

@@ -79,26 +79,13 @@ TEST(TrainingSettings, LeaveOutWhereAndHowFastButKeepWhatIsTrained) {
   for (const auto& [key, value] : all.items()) {
     if (!trains.contains(key)) left_out.insert(key);
   }
-  const std::set<std::string> expected = {"train",
-                                          "validation",
-                                          "test",
-                                          "labels",
-                                          "validation-labels",
-                                          "test-labels",
-                                          "split-csv",
-                                          "prefetch",
-                                          "model-dir",
-                                          "output-dir",
-                                          "failure-file",
-                                          "tensorboard-dir",
-                                          "threads",
-                                          "device",
-                                          "log-level",
-                                          "checkpoint-dir",
-                                          "checkpoint-every-steps",
-                                          "checkpoint-every-seconds",
-                                          "keep-checkpoints",
-                                          "no-resume"};
+  // clang-format off
+  const std::set<std::string> expected = {
+      "train", "validation", "test", "labels", "validation-labels", "test-labels", "split-csv", "prefetch",
+      "model-dir", "output-dir", "failure-file", "tensorboard-dir", "threads", "device", "log-level",
+      "checkpoint-dir", "checkpoint-every-steps", "checkpoint-every-seconds", "keep-checkpoints", "no-resume",
+      "max-bag-bytes", "collective-timeout", "cache-budget"};
+  // clang-format on
   EXPECT_EQ(left_out, expected);
   // dsmil_eval's --value-relu is another option than dsmil_train's, which changes the model.
   EXPECT_TRUE(trains.contains("value-relu"));

@@ -2,8 +2,11 @@
 // the same data, and errors that surface at the bag that caused them.
 #include <gtest/gtest.h>
 
+#include <cstring>
+
 #include "mil/data/bag_loader.hpp"
 #include "mil/data/synthetic.hpp"
+#include "mil/io/h5_reader.hpp"
 #include "mil/util/error.hpp"
 #include "tests/test_util.hpp"
 
@@ -103,6 +106,66 @@ TEST_F(Loader, RestartingAPassDiscardsTheOldOne) {
   EXPECT_EQ(loader.next().index, 7);
   EXPECT_EQ(loader.next().index, 8);
   EXPECT_FALSE(loader.has_next());
+}
+
+// Same bytes, not merely equal values (equal() would accept -0 for 0).
+bool same_bits(const torch::Tensor& a, const torch::Tensor& b) {
+  return a.scalar_type() == b.scalar_type() && a.sizes() == b.sizes() &&
+         std::memcmp(a.data_ptr(), b.data_ptr(), static_cast<size_t>(a.nbytes())) == 0;
+}
+
+// CLAM's extractor layout (chunks of one instance, unlimited first dimension, appended in batches) and
+// other whole-row chunkings read exactly as the contiguous files of the same slides.
+TEST(ChunkedLayouts, ReadBitForBitAsContiguousFiles) {
+  for (const bool float16 : {false, true}) {
+    SyntheticOptions o;
+    o.num_bags = 5;
+    o.feature_dim = 24;
+    o.log_mean_instances = 5.5;  // ~250 instances: several append batches
+    o.float16 = float16;
+    test::TempDir contiguous;
+    write_synthetic_channel(contiguous.path(), o);
+    const BagIndex reference = index_channel(contiguous.path(), nullptr, nullptr, {});
+    for (const int64_t chunk_rows : {1, 7}) {  // 7: the last chunk reaches past the end of the dataset
+      SCOPED_TRACE("float16 " + std::to_string(float16) + ", chunk rows " + std::to_string(chunk_rows));
+      o.chunk_rows = chunk_rows;
+      o.append_rows = 64;
+      test::TempDir chunked;
+      write_synthetic_channel(chunked.path(), o);
+      const BagIndex index = index_channel(chunked.path(), nullptr, nullptr, {});
+      ASSERT_EQ(index.bags.size(), reference.bags.size());
+      for (size_t i = 0; i < index.bags.size(); ++i) {
+        EXPECT_EQ(index.bags[i].chunk_rows, chunk_rows);
+        EXPECT_EQ(reference.bags[i].chunk_rows, 0);
+        const io::H5DatasetInfo info = io::H5Reader(index.bags[i].path).info("features");
+        EXPECT_EQ(info.chunk, (std::vector<int64_t>{chunk_rows, o.feature_dim}));
+        // The stored dtype as stored, and the loader's float32 view with coordinates.
+        EXPECT_TRUE(same_bits(io::H5Reader(index.bags[i].path).read("features"),
+                              io::H5Reader(reference.bags[i].path).read("features")));
+        EXPECT_TRUE(same_bits(io::H5Reader(index.bags[i].path, true).read("features"),
+                              io::H5Reader(reference.bags[i].path).read("features")));
+        const Bag got = read_bag(index.bags[i], 0, "features", true);
+        const Bag want = read_bag(reference.bags[i], 0, "features", true);
+        EXPECT_TRUE(same_bits(got.features, want.features));
+        EXPECT_TRUE(same_bits(got.coords, want.coords));
+      }
+    }
+  }
+}
+
+// The loader's own float16 -> float32 conversion (a plain loop off torch's thread pool) gives torch's values.
+TEST(ChunkedLayouts, Float16FilesConvertAsTorchDoes) {
+  SyntheticOptions o;
+  o.num_bags = 2;
+  o.feature_dim = 19;
+  o.float16 = true;
+  test::TempDir dir;
+  write_synthetic_channel(dir.path(), o);
+  const BagIndex index = index_channel(dir.path(), nullptr, nullptr, {});
+  for (const BagInfo& b : index.bags) {
+    EXPECT_TRUE(
+        same_bits(read_bag(b, 0, "features", false).features, io::H5Reader(b.path).read("features").to(torch::kFloat)));
+  }
 }
 
 }  // namespace

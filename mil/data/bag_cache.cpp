@@ -1,0 +1,107 @@
+#include "mil/data/bag_cache.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include "mil/data/half_convert.hpp"
+#include "mil/util/error.hpp"
+
+namespace mil {
+namespace {
+
+int64_t tensor_bytes(const torch::Tensor& t) {
+  return t.numel() * static_cast<int64_t>(t.element_size());
+}
+
+}  // namespace
+
+CacheMode parse_cache_mode(const std::string& s) {
+  if (s == "none") return CacheMode::kNone;
+  if (s == "ram") return CacheMode::kFloat16;
+  if (s == "ram32") return CacheMode::kFloat32;
+  throw Error("", "--cache", "unknown value '" + s + "' (none, ram, ram32)");
+}
+
+BagCache::BagCache(CacheMode mode, int64_t budget_bytes) : mode_(mode), budget_(budget_bytes) {
+  if (budget_bytes < 0) throw Error("", "--cache-budget", "must be >= 0");
+}
+
+bool BagCache::contains(const std::string& path) const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return entries_.count(path) > 0;
+}
+
+torch::Tensor BagCache::find(const std::string& path) const {
+  torch::Tensor kept;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    const auto it = entries_.find(path);
+    if (it == entries_.end()) return {};
+    kept = it->second;
+  }
+  if (kept.scalar_type() == torch::kFloat) return kept;  // shared, never modified (see the header)
+  torch::Tensor out = torch::empty(kept.sizes(), torch::kFloat);
+  half_to_float(reinterpret_cast<const uint16_t*>(kept.data_ptr<at::Half>()), out.data_ptr<float>(), kept.numel());
+  return out;
+}
+
+torch::Tensor BagCache::admit(const std::string& path, torch::Tensor features) {
+  if (mode_ == CacheMode::kNone) return features;
+  torch::Tensor keep = features.contiguous();
+  if (mode_ == CacheMode::kFloat16) {
+    torch::Tensor half = torch::empty(keep.sizes(), torch::kHalf);
+    auto* bits = reinterpret_cast<uint16_t*>(half.data_ptr<at::Half>());
+    const int64_t overflow = float_to_half(keep.data_ptr<float>(), bits, keep.numel());
+    if (overflow > 0) {
+      // Float16 would turn these values into Inf and the bag's loss into NaN: keep this slide exact.
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (in_float32_.insert(path).second) {
+        spdlog::warn(
+            "[data] {}: {} value(s) beyond float16's range (|x| >= 65520); this slide stays float32 in "
+            "the RAM cache",
+            path, overflow);
+      }
+    } else {
+      // Served as float16 from now on, so the first read serves the rounded values too (in place: one pass).
+      half_to_float(bits, keep.data_ptr<float>(), keep.numel());
+      features = keep;
+      keep = half;
+    }
+  }
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (entries_.count(path) > 0) return features;
+  const int64_t size = tensor_bytes(keep);
+  if (budget_ > 0 && bytes_ + size > budget_) {
+    over_budget_.insert(path);
+    return features;
+  }
+  bytes_ += size;
+  entries_.emplace(path, std::move(keep));
+  return features;
+}
+
+int64_t BagCache::bags() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return static_cast<int64_t>(entries_.size());
+}
+
+int64_t BagCache::bytes() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return bytes_;
+}
+
+int64_t BagCache::bags_over_budget() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return static_cast<int64_t>(over_budget_.size());
+}
+
+int64_t BagCache::bags_in_float32() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return static_cast<int64_t>(in_float32_.size());
+}
+
+std::shared_ptr<BagCache> make_bag_cache(CacheMode mode, double budget_gb) {
+  if (mode == CacheMode::kNone) return nullptr;
+  return std::make_shared<BagCache>(mode, static_cast<int64_t>(budget_gb * 1e9));
+}
+
+}  // namespace mil

@@ -1,0 +1,63 @@
+#pragma once
+// Bag features kept in RAM after their first read, keyed by file path, so one cache can serve every
+// epoch, every fold of a cross-validation and the validation set alike (a fold's validation bags are
+// another fold's training bags). Thread-safe: loaders of different sets may share it.
+#include <torch/torch.h>
+
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+
+namespace mil {
+
+enum class CacheMode {
+  kNone,     // read from disk every epoch
+  kFloat16,  // keep features in RAM as float16 after the first read (half the memory)
+  kFloat32,  // keep them as float32 (exact)
+};
+CacheMode parse_cache_mode(const std::string& s);  // "none" | "ram" | "ram32"
+
+class BagCache {
+ public:
+  // budget_bytes: the most feature bytes held; bags that do not fit are read from disk every time (0 = no bound).
+  explicit BagCache(CacheMode mode, int64_t budget_bytes = 0);
+  BagCache(const BagCache&) = delete;
+  BagCache& operator=(const BagCache&) = delete;
+
+  CacheMode mode() const { return mode_; }
+  bool contains(const std::string& path) const;
+
+  // The features of `path` as float32 [N, D], or an undefined tensor when they are not cached. A float32
+  // cache returns its own tensor, not a copy: callers must not modify it in place. A float16 cache returns
+  // a new tensor, converted on the calling thread (no torch thread pool).
+  torch::Tensor find(const std::string& path) const;
+
+  // Takes a bag's float32 features as read from disk (checked finite) and returns what the trainer must use,
+  // the same whether or not the bag is kept: with a float16 cache, the values rounded to float16, so every
+  // epoch (and a resumed job, whose cache starts cold) trains on the same numbers. A slide with values
+  // beyond float16's range (|x| >= 65520, which would round to Inf) is kept and served in float32
+  // instead, with a warning naming the file.
+  torch::Tensor admit(const std::string& path, torch::Tensor features);
+
+  int64_t bags() const;
+  int64_t bytes() const;
+  int64_t budget_bytes() const { return budget_; }
+  int64_t bags_over_budget() const;  // distinct bags left on disk because the budget was full
+  int64_t bags_in_float32() const;   // float16 cache: slides kept in float32 (values beyond float16's range)
+
+ private:
+  const CacheMode mode_;
+  const int64_t budget_;
+  mutable std::mutex mutex_;
+  std::unordered_map<std::string, torch::Tensor> entries_;  // float16 or float32, by path
+  std::unordered_set<std::string> over_budget_;             // paths refused for lack of room
+  std::unordered_set<std::string> in_float32_;              // float16 cache: slides kept in float32
+  int64_t bytes_ = 0;
+};
+
+// The cache dsmil_train's --cache and --cache-budget (GB; 0 = no bound) ask for; null for "none".
+std::shared_ptr<BagCache> make_bag_cache(CacheMode mode, double budget_gb);
+
+}  // namespace mil
