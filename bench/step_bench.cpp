@@ -23,7 +23,7 @@
 #include "mil/model/dsmil_step.hpp"
 #include "mil/model/loss.hpp"
 #include "mil/train/fused_adam.hpp"
-#include "mil/util/cli.hpp"
+#include "mil/util/logging.hpp"
 #include "mil/util/threads.hpp"
 
 namespace {

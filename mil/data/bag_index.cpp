@@ -85,16 +85,14 @@ int64_t BagIndex::total_instances() const {
   return std::accumulate(s.begin(), s.end(), int64_t{0});
 }
 
-BagIndex index_channel(const std::string& dir, const LabelTable* labels, const ClassMap* classes,
-                       const IndexOptions& options) {
+namespace {
+
+using Problems = std::vector<std::pair<std::string, std::string>>;  // (slide or file, reason)
+
+// The channel's feature files, by slide id (two files of one slide are a problem).
+std::map<std::string, std::string> scan_channel(const std::string& dir, Problems& problems) {
   std::error_code ec;
   if (!fs::is_directory(dir, ec)) throw Error(dir, "", "channel directory does not exist");
-
-  BagIndex index;
-  index.channel = dir;
-  std::vector<std::pair<std::string, std::string>> problems;  // (slide or file, reason)
-
-  // Files, by slide id.
   std::map<std::string, std::string> files;
   for (auto it = fs::recursive_directory_iterator(dir, fs::directory_options::skip_permission_denied, ec);
        it != fs::recursive_directory_iterator(); it.increment(ec)) {
@@ -105,6 +103,61 @@ BagIndex index_channel(const std::string& dir, const LabelTable* labels, const C
     if (!inserted) problems.emplace_back(id, "two files for one slide: " + pos->second + " and " + it->path().string());
   }
   if (files.empty()) throw Error(dir, "", "empty channel: no .h5 feature files found");
+  return files;
+}
+
+// One feature dimension for the whole channel: the most common one; slides of another are problems.
+void keep_common_dim(BagIndex& index, Problems& problems) {
+  std::map<int64_t, int64_t> dim_count;
+  for (const auto& b : index.bags) ++dim_count[b.feature_dim];
+  if (dim_count.empty()) return;
+  index.feature_dim =
+      std::max_element(dim_count.begin(), dim_count.end(), [](auto& a, auto& b) { return a.second < b.second; })->first;
+  std::vector<BagInfo> kept;
+  for (auto& b : index.bags) {
+    if (b.feature_dim == index.feature_dim) {
+      kept.push_back(std::move(b));
+    } else {
+      problems.emplace_back(b.slide_id, b.path + ": D = " + std::to_string(b.feature_dim) +
+                                            ", but the other slides have D = " + std::to_string(index.feature_dim));
+    }
+  }
+  index.bags = std::move(kept);
+}
+
+// Every problem logged; then one mil::Error listing them, or in skip mode the slides left out.
+void report_problems(const std::string& dir, const IndexOptions& options, Problems& problems, BagIndex& index) {
+  if (problems.empty()) return;
+  std::stable_sort(problems.begin(), problems.end(), [](auto& a, auto& b) { return a.first < b.first; });
+  for (const auto& [slide, why] : problems) {
+    if (options.skip_bad_slides) {
+      spdlog::warn("[data] skipping slide {}: {}", slide, why);
+    } else {
+      spdlog::error("[data] bad slide {}: {}", slide, why);
+    }
+    index.skipped.push_back(slide + ": " + why);
+  }
+  if (!options.skip_bad_slides) {
+    std::string msg = std::to_string(problems.size()) + " bad slide(s)";
+    for (size_t i = 0; i < problems.size() && i < kProblemsInMessage; ++i) {
+      msg += (i ? "; " : ": ") + problems[i].first + ": " + problems[i].second;
+    }
+    if (problems.size() > kProblemsInMessage) {
+      msg += "; and " + std::to_string(problems.size() - kProblemsInMessage) + " more (see the log)";
+    }
+    throw Error(dir, "", msg + " (--on-bad-slide skip leaves them out)");
+  }
+  spdlog::warn("[data] {}: skipped {} bad slide(s), {} remain", dir, problems.size(), index.bags.size());
+}
+
+}  // namespace
+
+BagIndex index_channel(const std::string& dir, const LabelTable* labels, const ClassMap* classes,
+                       const IndexOptions& options) {
+  Problems problems;
+  const std::map<std::string, std::string> files = scan_channel(dir, problems);
+  BagIndex index;
+  index.channel = dir;
 
   std::map<std::string, std::string> label_of;
   if (labels != nullptr) {
@@ -113,7 +166,6 @@ BagIndex index_channel(const std::string& dir, const LabelTable* labels, const C
       if (files.count(id) == 0) problems.emplace_back(id, "listed in " + labels->path + " but has no .h5 file");
     }
   }
-
   for (const auto& [id, path] : files) {
     BagInfo bag;
     bag.slide_id = id;
@@ -141,48 +193,8 @@ BagIndex index_channel(const std::string& dir, const LabelTable* labels, const C
     }
     index.bags.push_back(std::move(bag));
   }
-
-  // One feature dimension for the whole channel: the most common one; the others are problems.
-  std::map<int64_t, int64_t> dim_count;
-  for (const auto& b : index.bags) ++dim_count[b.feature_dim];
-  if (!dim_count.empty()) {
-    index.feature_dim = std::max_element(dim_count.begin(), dim_count.end(), [](auto& a, auto& b) {
-                          return a.second < b.second;
-                        })->first;
-    std::vector<BagInfo> kept;
-    for (auto& b : index.bags) {
-      if (b.feature_dim == index.feature_dim) {
-        kept.push_back(std::move(b));
-      } else {
-        problems.emplace_back(b.slide_id, b.path + ": D = " + std::to_string(b.feature_dim) +
-                                              ", but the other slides have D = " + std::to_string(index.feature_dim));
-      }
-    }
-    index.bags = std::move(kept);
-  }
-
-  if (!problems.empty()) {
-    std::stable_sort(problems.begin(), problems.end(), [](auto& a, auto& b) { return a.first < b.first; });
-    for (const auto& [slide, why] : problems) {
-      if (options.skip_bad_slides) {
-        spdlog::warn("[data] skipping slide {}: {}", slide, why);
-      } else {
-        spdlog::error("[data] bad slide {}: {}", slide, why);
-      }
-      index.skipped.push_back(slide + ": " + why);
-    }
-    if (!options.skip_bad_slides) {
-      std::string msg = std::to_string(problems.size()) + " bad slide(s)";
-      for (size_t i = 0; i < problems.size() && i < kProblemsInMessage; ++i) {
-        msg += (i ? "; " : ": ") + problems[i].first + ": " + problems[i].second;
-      }
-      if (problems.size() > kProblemsInMessage) {
-        msg += "; and " + std::to_string(problems.size() - kProblemsInMessage) + " more (see the log)";
-      }
-      throw Error(dir, "", msg + " (--on-bad-slide skip leaves them out)");
-    }
-    spdlog::warn("[data] {}: skipped {} bad slide(s), {} remain", dir, problems.size(), index.bags.size());
-  }
+  keep_common_dim(index, problems);
+  report_problems(dir, options, problems, index);
   if (index.bags.empty()) throw Error(dir, "", "no usable slides left in the channel");
   return index;
 }

@@ -59,13 +59,5 @@ TEST(Predictions, UnlabelledSetsLeaveTheLabelEmpty) {
   EXPECT_EQ(t.rows[0], (std::vector<std::string>{"a", "test", "-1", "0.750000", classes.name_of({1.0f}), ""}));
 }
 
-TEST(CsvField, QuotesOnlyWhatNeedsIt) {
-  EXPECT_EQ(io::csv_field("plain_id-1.svs"), "plain_id-1.svs");
-  EXPECT_EQ(io::csv_field("a,b"), "\"a,b\"");
-  EXPECT_EQ(io::csv_field("say \"x\""), "\"say \"\"x\"\"\"");
-  EXPECT_EQ(io::csv_field(" x"), "\" x\"");
-  EXPECT_EQ(io::csv_field(""), "");
-}
-
 }  // namespace
 }  // namespace mil

@@ -8,9 +8,9 @@
 
 #include "mil/data/synthetic.hpp"
 #include "mil/dist/communicator.hpp"
+#include "mil/eval/eval_job.hpp"
 #include "mil/io/csv.hpp"
 #include "mil/io/files.hpp"
-#include "mil/train/eval_job.hpp"
 #include "mil/train/trainer.hpp"
 #include "tests/test_util.hpp"
 
