@@ -12,9 +12,8 @@ torch::Tensor target_tensor(const BagInfo& bag, const torch::Device& device) {
   return torch::tensor(bag.target, torch::kFloat).to(device);
 }
 
-EvalResult evaluate_bags(TrainedModel& model, const BagIndex& index, const std::string& features_key, int prefetch,
-                         const torch::Device& device, const std::vector<double>& thresholds, Communicator& comm,
-                         std::shared_ptr<BagCache> cache) {
+EvalResult score_bags(TrainedModel& model, const BagIndex& index, const std::string& features_key, int prefetch,
+                      const torch::Device& device, Communicator& comm, std::shared_ptr<BagCache> cache) {
   torch::NoGradGuard no_grad;
   model.net->eval();
   const int64_t n = static_cast<int64_t>(index.bags.size());
@@ -56,10 +55,15 @@ EvalResult evaluate_bags(TrainedModel& model, const BagIndex& index, const std::
       r.targets.emplace_back(info.target.begin(), info.target.end());
     }
   }
-  if (labelled) {
-    r.loss = loss_sum / static_cast<double>(n);
-    r.metrics = evaluate(r.probs, r.targets, thresholds);
-  }
+  if (labelled) r.loss = loss_sum / static_cast<double>(n);
+  return r;
+}
+
+EvalResult evaluate_bags(TrainedModel& model, const BagIndex& index, const std::string& features_key, int prefetch,
+                         const torch::Device& device, const std::vector<double>& thresholds, Communicator& comm,
+                         std::shared_ptr<BagCache> cache) {
+  EvalResult r = score_bags(model, index, features_key, prefetch, device, comm, std::move(cache));
+  if (!r.targets.empty()) r.metrics = evaluate(r.probs, r.targets, thresholds);
   return r;
 }
 

@@ -37,6 +37,11 @@ EvalResult evaluate_bags(TrainedModel& model, const BagIndex& index, const std::
                          const torch::Device& device, const std::vector<double>& thresholds, Communicator& comm,
                          std::shared_ptr<BagCache> cache = nullptr);
 
+// evaluate_bags without the metrics (probabilities, targets and loss only), for a caller that checks the
+// scores first.
+EvalResult score_bags(TrainedModel& model, const BagIndex& index, const std::string& features_key, int prefetch,
+                      const torch::Device& device, Communicator& comm, std::shared_ptr<BagCache> cache = nullptr);
+
 // The scores of `set` rebuilt from probabilities and a loss kept elsewhere (a checkpoint): metrics are
 // recomputed with thresholds fitted on the set, as during training. Empty probabilities: an empty result.
 EvalResult restored_eval(const BagIndex& set, std::vector<std::vector<double>> probs, double loss);

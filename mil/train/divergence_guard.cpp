@@ -24,6 +24,19 @@ bool all_finite(const torch::Tensor& t) {
 
 }  // namespace
 
+void check_scores_finite(const std::vector<std::vector<double>>& probs, const std::vector<std::string>& paths,
+                         const StepPlace& where) {
+  for (size_t i = 0; i < probs.size(); ++i) {
+    for (double p : probs[i]) {
+      if (std::isfinite(p)) continue;
+      throw Error(i < paths.size() ? paths[i] : "", place_text(where),
+                  "its validation score is " + std::to_string(p) +
+                      ": the training diverged (lower --lr, or check the features); no checkpoint or model was "
+                      "written with these weights");
+    }
+  }
+}
+
 void check_step_finite(const torch::OrderedDict<std::string, torch::Tensor>& params, const std::vector<StepBag>& bags,
                        const StepPlace& where) {
   const std::string advice =

@@ -32,4 +32,10 @@ struct StepBag {
 void check_step_finite(const torch::OrderedDict<std::string, torch::Tensor>& params, const std::vector<StepBag>& bags,
                        const StepPlace& where);
 
+// After an epoch, on the validation set's scores ([bag][class], in `paths`' order): weights can stay finite
+// yet be so large that a forward pass overflows. Throws the same kind of mil::Error, naming the first
+// slide whose score is not finite and the epoch's last step, before the epoch's checkpoint is written.
+void check_scores_finite(const std::vector<std::vector<double>>& probs, const std::vector<std::string>& paths,
+                         const StepPlace& where);
+
 }  // namespace mil

@@ -291,8 +291,12 @@ std::pair<double, int64_t> FoldRun::train_bag(const Bag& bag, uint64_t bag_seed)
 EvalResult FoldRun::validate_epoch(int epoch, EpochRecord& rec) {
   if (data_.val.bags.empty()) return {};
   spdlog::debug("[val]{} epoch {}: scoring {} slides", fold_text_, epoch + 1, data_.val.bags.size());
-  EvalResult r =
-      evaluate_bags(model_, data_.val, cfg_.features_key, cfg_.prefetch, ctx_.device, {}, ctx_.comm, ctx_.cache);
+  EvalResult r = score_bags(model_, data_.val, cfg_.features_key, cfg_.prefetch, ctx_.device, ctx_.comm, ctx_.cache);
+  std::vector<std::string> paths;
+  for (const BagInfo& b : data_.val.bags) paths.push_back(b.path);
+  const int64_t steps = sampler_->steps_per_epoch();
+  check_scores_finite(r.probs, paths, {data_.fold, epoch + 1, steps, steps});
+  r.metrics = evaluate(r.probs, r.targets, {});
   rec.val_loss = r.loss;
   rec.val_auc = r.metrics.auc;
   rec.val_accuracy = r.metrics.accuracy;

@@ -132,7 +132,7 @@ void FusedAdam::load_torch_adam(const std::string& bytes, const std::string& sou
   int64_t step = -1;
   const float* base = params_.data_ptr<float>();
   for (const torch::Tensor& p : module_params) {
-    const auto it = adam->state().find(c10::guts::to_string(p.unsafeGetTensorImpl()));
+    const auto it = adam->state().find(optimizer_state_key(p));
     const auto* st = it == adam->state().end() ? nullptr : static_cast<torch::optim::AdamParamState*>(it->second.get());
     const int64_t s = st == nullptr ? 0 : st->step();
     if (step >= 0 && s != step) {

@@ -1,5 +1,6 @@
 #pragma once
 #include <torch/torch.h>
+#include <torch/version.h>
 
 #include <memory>
 #include <string>
@@ -30,5 +31,15 @@ void set_lr(torch::optim::Adam& opt, double lr);
 // matches saved state to parameters by position). Exact: a restored optimiser steps bit for bit the same.
 std::string save_optimizer_state(torch::optim::Optimizer& opt);
 void load_optimizer_state(torch::optim::Optimizer& opt, const std::string& bytes, const std::string& source);
+
+// The key of a parameter's entry in torch::optim's state map: its TensorImpl, as text in libtorch 1.x and as
+// the pointer itself in 2.x.
+inline auto optimizer_state_key(const torch::Tensor& p) {
+#if TORCH_VERSION_MAJOR >= 2
+  return p.unsafeGetTensorImpl();
+#else
+  return c10::guts::to_string(p.unsafeGetTensorImpl());
+#endif
+}
 
 }  // namespace mil

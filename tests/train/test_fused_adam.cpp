@@ -112,8 +112,7 @@ TEST(FusedAdam, RestoresATorchAdamStateOfCheckpointFormat1) {
   const std::vector<torch::Tensor> ref_params = ref->parameters();
   const std::vector<torch::Tensor> fast_params = fast->parameters();
   for (size_t i = 0; i < ref_params.size(); ++i) {
-    const auto& st = static_cast<torch::optim::AdamParamState&>(
-        *adam->state().at(c10::guts::to_string(ref_params[i].unsafeGetTensorImpl())));
+    const auto& st = static_cast<torch::optim::AdamParamState&>(*adam->state().at(optimizer_state_key(ref_params[i])));
     const int64_t offset = fast_params[i].data_ptr<float>() - flat.values().data_ptr<float>();
     EXPECT_TRUE(torch::equal(fused.exp_avg().narrow(0, offset, st.exp_avg().numel()), st.exp_avg().reshape({-1})));
     EXPECT_TRUE(

@@ -149,7 +149,7 @@ std::string as_format1_optimizer(const std::string& fused_bytes) {
     st->step(fused.steps_taken());
     st->exp_avg(fused.exp_avg().narrow(0, offset, p.numel()).view(p.sizes()).clone());
     st->exp_avg_sq(fused.exp_avg_sq().narrow(0, offset, p.numel()).view(p.sizes()).clone());
-    adam->state()[c10::guts::to_string(p.unsafeGetTensorImpl())] = std::move(st);
+    adam->state()[optimizer_state_key(p)] = std::move(st);
   }
   return save_optimizer_state(*adam);
 }
