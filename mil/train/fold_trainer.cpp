@@ -60,7 +60,6 @@ class FoldRun {
   const FoldData& data_;
   Scheduler scheduler_;
   TrainedModel model_;
-  std::vector<torch::Tensor> params_;
   std::unique_ptr<TrainStep> train_step_;  // flat parameters, hand-written forward/backward, fused Adam
   RunProgress p_;                          // counters and best epoch; weights only while a checkpoint is written
   EvalResult best_val_;                    // validation scores of the best epoch
@@ -90,8 +89,7 @@ FoldRun::FoldRun(const FoldContext& ctx, const FoldData& data, std::optional<Run
                                    : "") {
   model_.net->init_orthogonal(cfg_.seed + static_cast<uint64_t>(data_.fold));
   model_.net->to(ctx_.device);
-  params_ = model_.net->parameters();
-  broadcast_parameters(params_, ctx_.comm, 0);
+  broadcast_parameters(model_.net->parameters(), ctx_.comm, 0);
   const bool resuming = resume.has_value();
   if (resuming) {
     restore(std::move(*resume));
