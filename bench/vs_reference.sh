@@ -9,11 +9,12 @@
 #   clam        the same slides (same values) in CLAM's extractor layout: features chunked (1, D), unlimited
 #               first dimension, appended in batches of 256
 #   tiny        classical MIL: 200 training + 60 validation bags of 2-13 instances, D = 200; TINY_EPOCHS (40)
-# Prints one markdown table row per set: mean wall seconds, the ratio (reference / dsmil, from the summed
+# Prints one markdown table row per set and variant: mean wall seconds, the ratio (reference / dsmil, from the summed
 # times), mean final validation AUC, peak RSS; per-run figures go to OUT_DIR/runs.tsv.
 #   usage: bench/vs_reference.sh [SEEDS]   (default 3; the AUC comparison wants 12)
 #   THREADS (nproc), SETS ("contiguous clam tiny"), WSI_EPOCHS (15), TINY_EPOCHS (40), BUILD_DIR (build),
-#   OUT_DIR (out/bench_vs_reference), DSMIL_ARGS (extra dsmil_train options, e.g. "--cache ram"),
+#   OUT_DIR (out/bench_vs_reference), DSMIL_ARGS (extra dsmil_train options, e.g. "--cache ram"), VARIANTS
+#   (";"-separated dsmil_train option sets run against the same reference runs, one table row each),
 #   REFERENCE_ARGS (extra reference_train.py options, e.g. "--load h5"), TORCH_VENV (see bench/python_env.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,6 +27,10 @@ BUILD_DIR=${BUILD_DIR:-build}
 OUT=${OUT_DIR:-out/bench_vs_reference}
 read -r -a DSMIL_EXTRA <<< "${DSMIL_ARGS:-}"
 read -r -a REFERENCE_EXTRA <<< "${REFERENCE_ARGS:-}"
+# Several dsmil_train variants may share each reference run (one row each): VARIANTS="A;B" with A, B option
+# strings ("" = the defaults), e.g. VARIANTS=";--precision bf16;--bags-per-step 8".
+IFS=';' read -r -a VARIANTS <<< "${VARIANTS:-}"
+[ ${#VARIANTS[@]} -gt 0 ] || VARIANTS=("")
 [ -x /usr/bin/time ] || { echo "GNU time (/usr/bin/time) is needed for the peak memory figures" >&2; exit 2; }
 VENV=$(bench/python_env.sh)
 MAKE_BAGS=$BUILD_DIR/bench/dsmil_make_bags
@@ -68,33 +73,40 @@ timed() {  # log, command...: runs it under GNU time, which writes "wall_s max_r
 }
 
 echo "# bench/vs_reference.sh: $SEEDS seed(s), $THREADS thread(s), $(nproc) cores, $(date -u +%FT%TZ), load before: $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "| set | epochs | seeds | dsmil_train (s) | reference (s) | **ratio** | dsmil val AUC | reference val AUC | dsmil peak RSS (MB) | reference peak RSS (MB) |"
-echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
-printf 'set\tseed\tdsmil_s\treference_s\tdsmil_auc\treference_auc\tdsmil_rss_mb\treference_rss_mb\n' > "$OUT/runs.tsv"
+echo "| set | dsmil_train options | epochs | seeds | dsmil_train (s) | reference (s) | **ratio** | dsmil val AUC | reference val AUC | dsmil peak RSS (MB) | reference peak RSS (MB) |"
+echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+printf 'set\tvariant\tseed\tdsmil_s\treference_s\tdsmil_auc\treference_auc\tdsmil_rss_mb\treference_rss_mb\n' > "$OUT/runs.tsv"
 for set in $SETS; do
   prepare_set "$set"
   for seed in $(seq 1 "$SEEDS"); do
     run=$OUT/runs/$set.seed$seed
     rm -rf "$run"
     mkdir -p "$run"
-    timed "$run/dsmil.log" "$BUILD_DIR/train/dsmil_train" --train "$train" --validation "$val" --epochs "$epochs" \
-      --stop-epochs "$epochs" --lr 1e-4 --weight-decay 1e-3 --min-lr 5e-6 --seed "$seed" --threads "$THREADS" \
-      --no-resume --model-dir "$run/model" --output-dir "$run/output" --checkpoint-dir "$run/checkpoints" \
-      --tensorboard-dir none "${DSMIL_EXTRA[@]}"
     timed "$run/reference.log" "$VENV/bin/python" bench/reference_train.py --train "$train" --validation "$val" \
       --epochs "$epochs" --stop-epochs "$epochs" --lr 1e-4 --weight-decay 1e-3 --min-lr 5e-6 --seed "$seed" \
       --threads "$THREADS" --work-dir "$run/reference" "${REFERENCE_EXTRA[@]}"
-    dsmil_auc=$("$VENV/bin/python" -c 'import json, sys; a = json.load(open(sys.argv[1]))["epochs"][-1]["val_auc"]; print(sum(a) / len(a))' \
-      "$run/output/metrics.json")
     reference_auc=$(sed -n 's/.*final_val_auc=\([0-9.]*\).*/\1/p' "$run/reference.log")
-    read -r dsmil_s dsmil_kb < "$run/dsmil.log.time"
     read -r reference_s reference_kb < "$run/reference.log.time"
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\n' "$set" "$seed" "$dsmil_s" "$reference_s" "$dsmil_auc" "$reference_auc" \
-      $((dsmil_kb / 1024)) $((reference_kb / 1024)) >> "$OUT/runs.tsv"
+    for v in "${!VARIANTS[@]}"; do
+      read -r -a variant_args <<< "${VARIANTS[$v]}"
+      out=$run/dsmil$v
+      timed "$out.log" "$BUILD_DIR/train/dsmil_train" --train "$train" --validation "$val" --epochs "$epochs" \
+        --stop-epochs "$epochs" --lr 1e-4 --weight-decay 1e-3 --min-lr 5e-6 --seed "$seed" --threads "$THREADS" \
+        --no-resume --model-dir "$out/model" --output-dir "$out/output" --checkpoint-dir "$out/checkpoints" \
+        --tensorboard-dir none "${DSMIL_EXTRA[@]}" "${variant_args[@]}"
+      dsmil_auc=$("$VENV/bin/python" -c 'import json, sys; a = json.load(open(sys.argv[1]))["epochs"][-1]["val_auc"]; print(sum(a) / len(a))' \
+        "$out/output/metrics.json")
+      read -r dsmil_s dsmil_kb < "$out.log.time"
+      printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\n' "$set" "$v" "$seed" "$dsmil_s" "$reference_s" "$dsmil_auc" \
+        "$reference_auc" $((dsmil_kb / 1024)) $((reference_kb / 1024)) >> "$OUT/runs.tsv"
+    done
   done
-  awk -F'\t' -v set="$set" -v epochs="$epochs" '$1 == set {
-      n++; d += $3; r += $4; da += $5; ra += $6; if ($7 > dm) dm = $7; if ($8 > rm) rm = $8 }
-    END { printf "| %s | %d | %d | %.2f | %.2f | **%.2fx** | %.3f | %.3f | %d | %d |\n",
-          set, epochs, n, d / n, r / n, r / d, da / n, ra / n, dm, rm }' "$OUT/runs.tsv"
+  for v in "${!VARIANTS[@]}"; do
+    opts=$(echo "${DSMIL_ARGS:-} ${VARIANTS[$v]}" | xargs)
+    awk -F'\t' -v set="$set" -v v="$v" -v opts="${opts:-(defaults)}" -v epochs="$epochs" '
+      $1 == set && $2 == v { n++; d += $4; r += $5; da += $6; ra += $7; if ($8 > dm) dm = $8; if ($9 > rm) rm = $9 }
+      END { printf "| %s | %s | %d | %d | %.2f | %.2f | **%.2fx** | %.3f | %.3f | %d | %d |\n",
+            set, opts, epochs, n, d / n, r / n, r / d, da / n, ra / n, dm, rm }' "$OUT/runs.tsv"
+  done
 done
 echo "# load after: $(cut -d' ' -f1-3 /proc/loadavg); per-run figures: $OUT/runs.tsv"

@@ -133,7 +133,8 @@ void validate(const TrainConfig& cfg) {
 
   if (cfg.train_dir.empty()) throw Error("no training data: pass --train DIR or set SM_CHANNEL_TRAIN");
   check(!cfg.features_key.empty(), "features-key", "an HDF5 dataset name", "''");
-  check(cfg.cache == "none" || cfg.cache == "ram" || cfg.cache == "ram32", "cache", "none, ram or ram32",
+  check(cfg.cache == "auto" || cfg.cache == "none" || cfg.cache == "ram" || cfg.cache == "ram32", "cache",
+        "auto, none, ram or ram32",
         quoted(cfg.cache));
   check(cfg.cache_budget >= 0, "cache-budget", ">= 0 (GB; 0 = no bound)", option_text(cfg.cache_budget));
   check(cfg.max_bag_bytes >= 1, "max-bag-bytes", ">= 1", option_text(static_cast<double>(cfg.max_bag_bytes)));

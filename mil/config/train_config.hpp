@@ -27,7 +27,7 @@ struct TrainConfig {
   std::string features_key = "features";  // --features-key: HDF5 dataset holding [N, D] features
   std::string negative_label;             // --negative-label: label value meaning "no positive class"
   std::string on_bad_slide = "fail";      // --on-bad-slide: fail|skip
-  std::string cache = "none";             // --cache: none|ram (float16)|ram32
+  std::string cache = "auto";             // --cache: auto (bounded float32)|none|ram (float16)|ram32
   double cache_budget = 0;                // --cache-budget: GB the RAM cache may hold; 0 = no bound
   int prefetch = 4;                       // --prefetch: bags read ahead in the background
   // Outputs

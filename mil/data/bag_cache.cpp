@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+
 #include "mil/data/half_convert.hpp"
 #include "mil/util/error.hpp"
 
@@ -17,8 +19,8 @@ int64_t tensor_bytes(const torch::Tensor& t) {
 CacheMode parse_cache_mode(const std::string& s) {
   if (s == "none") return CacheMode::kNone;
   if (s == "ram") return CacheMode::kFloat16;
-  if (s == "ram32") return CacheMode::kFloat32;
-  throw Error("", "--cache", "unknown value '" + s + "' (none, ram, ram32)");
+  if (s == "ram32" || s == "auto") return CacheMode::kFloat32;
+  throw Error("", "--cache", "unknown value '" + s + "' (auto, none, ram, ram32)");
 }
 
 BagCache::BagCache(CacheMode mode, int64_t budget_bytes) : mode_(mode), budget_(budget_bytes) {
@@ -102,6 +104,14 @@ int64_t BagCache::bags_in_float32() const {
 std::shared_ptr<BagCache> make_bag_cache(CacheMode mode, double budget_gb) {
   if (mode == CacheMode::kNone) return nullptr;
   return std::make_shared<BagCache>(mode, static_cast<int64_t>(budget_gb * 1e9));
+}
+
+std::shared_ptr<BagCache> make_auto_bag_cache(double budget_gb, int64_t available_bytes, int ranks_per_host) {
+  if (budget_gb > 0) return make_bag_cache(CacheMode::kFloat32, budget_gb);
+  // Half: the rest is the model, the largest bag in flight, the loader's read-ahead and the system's page cache.
+  const int64_t share = available_bytes / 2 / std::max(1, ranks_per_host);
+  if (share <= 0) return nullptr;  // memory unknown: read from disk, as before the cache existed
+  return std::make_shared<BagCache>(CacheMode::kFloat32, share);
 }
 
 }  // namespace mil

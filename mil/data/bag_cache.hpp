@@ -17,7 +17,7 @@ enum class CacheMode {
   kFloat16,  // keep features in RAM as float16 after the first read (half the memory)
   kFloat32,  // keep them as float32 (exact)
 };
-CacheMode parse_cache_mode(const std::string& s);  // "none" | "ram" | "ram32"
+CacheMode parse_cache_mode(const std::string& s);  // "none" | "ram" | "ram32" | "auto" (float32)
 
 class BagCache {
  public:
@@ -59,5 +59,11 @@ class BagCache {
 
 // The cache dsmil_train's --cache and --cache-budget (GB; 0 = no bound) ask for; null for "none".
 std::shared_ptr<BagCache> make_bag_cache(CacheMode mode, double budget_gb);
+
+// --cache auto, the default: a float32 cache (the values read from disk, bit for bit, so results equal
+// --cache none) bounded by --cache-budget when given, else by half of `available_bytes` (the memory free at
+// start) shared among the `ranks_per_host` processes of the job on this host, each of which keeps its own.
+// Bags beyond the bound are read from disk each epoch, as without a cache.
+std::shared_ptr<BagCache> make_auto_bag_cache(double budget_gb, int64_t available_bytes, int ranks_per_host);
 
 }  // namespace mil

@@ -66,9 +66,17 @@ struct TensorReader {
   }
 };
 
-std::vector<std::string> setting_differences(const json& saved, const json& now) {
+// --cache none, ram32 and auto train on the same values (float32 as read); only ram (float16) differs.
+json same_values_cache(json settings) {
+  if (settings.contains("cache") && settings["cache"] != "ram") settings["cache"] = "none";
+  return settings;
+}
+
+std::vector<std::string> setting_differences(const json& saved_settings, const json& now_settings) {
+  const json saved = same_values_cache(saved_settings);
+  const json now = same_values_cache(now_settings);
   // An option added after the checkpoint was written trained as its default did.
-  const json defaults = training_settings(TrainConfig{});
+  const json defaults = same_values_cache(training_settings(TrainConfig{}));
   std::vector<std::string> out;
   for (const auto& [key, value] : now.items()) {
     if (!saved.contains(key)) {

@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <optional>
 
 #include "mil/eval/evaluation.hpp"
@@ -15,6 +16,7 @@
 #include "mil/train/scheduler.hpp"
 #include "mil/util/device.hpp"
 #include "mil/util/error.hpp"
+#include "mil/util/host_memory.hpp"
 
 namespace mil {
 namespace {
@@ -53,6 +55,34 @@ void resume_job(const TrainConfig& cfg, const JobData& data, const torch::Device
   }
 }
 
+// Where the memory went: the peak (model, largest bag, read-ahead, cache) and the cache's part of it.
+void log_memory(const BagCache* cache, const JobData& data) {
+  int64_t largest = 0;
+  for (const auto& [name, index] : digest_sets(data)) {
+    for (const BagInfo& b : index->bags) largest = std::max(largest, b.num_instances);
+  }
+  spdlog::info("[train] peak resident memory {:.0f} MB; feature cache {:.0f} MB ({} bags{}); largest bag {} x {}",
+               peak_resident_bytes() / 1e6, cache ? cache->bytes() / 1e6 : 0.0, cache ? cache->bags() : 0,
+               cache && cache->bags_over_budget() > 0
+                   ? fmt::format(", {} left on disk by the {:.1f} GB budget", cache->bags_over_budget(),
+                                 cache->budget_bytes() / 1e9)
+                   : "",
+               largest, data.feature_dim);
+}
+
+// The feature cache of the whole job (all folds, training and validation bags).
+std::shared_ptr<BagCache> job_cache(const TrainConfig& cfg, const Communicator& comm) {
+  if (cfg.cache != "auto") return make_bag_cache(parse_cache_mode(cfg.cache), cfg.cache_budget);
+  std::shared_ptr<BagCache> cache = make_auto_bag_cache(cfg.cache_budget, available_memory_bytes(), comm.local_size());
+  if (cache) {
+    spdlog::info("[data] --cache auto: features kept in RAM as float32 up to {:.1f} GB per rank",
+                 cache->budget_bytes() / 1e9);
+  } else {
+    spdlog::info("[data] --cache auto: free memory unknown, features are read from disk every epoch");
+  }
+  return cache;
+}
+
 }  // namespace
 
 void run_training(const TrainConfig& cfg, Communicator& comm) {
@@ -83,7 +113,7 @@ void run_training(const TrainConfig& cfg, Communicator& comm) {
                         device,
                         data.classes,
                         reporter,
-                        make_bag_cache(parse_cache_mode(cfg.cache), cfg.cache_budget),
+                        job_cache(cfg, comm),
                         [&] { return checkpoints.seconds_since_last(); },
                         [&](const RunProgress& current, const std::string& moment) {
                           checkpoints.write([&] { return job_progress(results, reporter, &current); }, moment);
@@ -107,6 +137,7 @@ void run_training(const TrainConfig& cfg, Communicator& comm) {
     test.push_back(evaluate_bags(m, data.test, cfg.features_key, cfg.prefetch, device, m.thresholds, comm));
   }
   if (comm.is_main()) write_outputs(cfg, data, results, test, reporter);
+  log_memory(ctx.cache.get(), data);
 }
 
 }  // namespace mil

@@ -96,7 +96,7 @@ TEST(TrainConfig, DefaultsOutsideSageMaker) {
   EXPECT_EQ(cfg.failure_file, "");
   EXPECT_EQ(cfg.features_key, "features");
   EXPECT_EQ(cfg.on_bad_slide, "fail");
-  EXPECT_EQ(cfg.cache, "none");
+  EXPECT_EQ(cfg.cache, "auto");
   EXPECT_EQ(cfg.prefetch, 4);
   EXPECT_EQ(cfg.num_classes, 0);
   EXPECT_TRUE(cfg.nonlinear_q);

@@ -11,6 +11,7 @@
 #include "mil/data/synthetic.hpp"
 #include "mil/io/h5_reader.hpp"
 #include "mil/util/error.hpp"
+#include "mil/util/host_memory.hpp"
 #include "tests/test_util.hpp"
 
 namespace mil {
@@ -127,6 +128,20 @@ TEST_F(Cache, BudgetLeavesLaterBagsOnDiskWithTheSameValues) {
   EXPECT_THROW(BagCache(CacheMode::kFloat16, -1), Error);
   EXPECT_EQ(make_bag_cache(CacheMode::kNone, 3), nullptr);
   EXPECT_EQ(make_bag_cache(CacheMode::kFloat32, 1.5)->budget_bytes(), 1500000000);
+}
+
+// --cache auto: float32, half the free memory shared by the ranks on the host, or the explicit budget.
+TEST(BagCache, AutoIsABoundedFloat32Cache) {
+  const auto cache = make_auto_bag_cache(0, int64_t{16} << 30, 4);
+  ASSERT_NE(cache, nullptr);
+  EXPECT_EQ(cache->mode(), CacheMode::kFloat32);
+  EXPECT_EQ(cache->budget_bytes(), (int64_t{16} << 30) / 2 / 4);
+  EXPECT_EQ(make_auto_bag_cache(1.5, int64_t{16} << 30, 4)->budget_bytes(), 1500000000);
+  EXPECT_EQ(make_auto_bag_cache(0, 0, 1), nullptr);  // memory unknown: no cache
+  EXPECT_EQ(parse_cache_mode("auto"), CacheMode::kFloat32);
+  // This machine's free memory is known and plausible (more than 64 MB, less than 64 TB).
+  EXPECT_GT(available_memory_bytes(), int64_t{64} << 20);
+  EXPECT_LT(available_memory_bytes(), int64_t{64} << 40);
 }
 
 uint16_t bits_of(at::Half h) {

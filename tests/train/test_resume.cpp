@@ -247,6 +247,26 @@ TEST(ResumeSettings, AnOptionNewerThanTheCheckpointCountsAsItsDefault) {
   }
 }
 
+// --cache none, ram32 and auto (the default since a later version) train on the same float32 values, so a
+// checkpoint of one resumes under another; float16 (ram) changes the values and is refused.
+TEST(ResumeSettings, CacheModesOfTheSameValuesResumeEachOther) {
+  TrainConfig cfg;
+  cfg.cache = "none";
+  const Checkpoint ckpt{1, "ckpt-1", encode_checkpoint(JobProgress{}, JobIdentity{training_settings(cfg), "d", 1})};
+  for (const char* same : {"none", "auto", "ram32"}) {
+    cfg.cache = same;
+    EXPECT_NO_THROW(decode_checkpoint(ckpt, JobIdentity{training_settings(cfg), "d", 1})) << same;
+  }
+  cfg.cache = "ram";
+  try {
+    decode_checkpoint(ckpt, JobIdentity{training_settings(cfg), "d", 1});
+    ADD_FAILURE() << "a float32-cache checkpoint resumed a float16-cache job";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("cache: \"none\" in the checkpoint, now \"ram\""), std::string::npos)
+        << e.what();
+  }
+}
+
 TEST_F(Resume, NoResumeStartsAfreshAndItsCheckpointsComeFirst) {
   const std::vector<std::string> all = reference_checkpoints();
   TrainConfig cfg = config("fresh");
