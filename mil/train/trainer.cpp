@@ -6,6 +6,7 @@
 
 #include "mil/eval/evaluation.hpp"
 #include "mil/io/files.hpp"
+#include "mil/model/precision.hpp"
 #include "mil/train/checkpoint_writer.hpp"
 #include "mil/train/fold_trainer.hpp"
 #include "mil/train/job_data.hpp"
@@ -64,9 +65,11 @@ void run_training(const TrainConfig& cfg, Communicator& comm) {
   }
   CheckpointWriter checkpoints(cfg, comm);  // holds the checkpoint directory: a second job is refused now
   const torch::Device device = resolve_device(cfg.device, comm.local_rank());
-  spdlog::info("[train] device {}, {} libtorch thread(s); {} rank(s) x {} bag(s) = {} bag(s) per optimiser step",
-               device.str(), torch::get_num_threads(), comm.world_size(), cfg.accumulate,
-               comm.world_size() * cfg.accumulate);
+  require_precision_support(parse_precision(cfg.precision), device);  // before any data is read
+  spdlog::info(
+      "[train] device {}, precision {}, {} libtorch thread(s); {} rank(s) x {} bag(s) = {} bag(s) per optimiser step",
+      device.str(), cfg.precision, torch::get_num_threads(), comm.world_size(), cfg.accumulate,
+      comm.world_size() * cfg.accumulate);
   const JobData data = load_job_data(cfg);
   reporter.plan(cfg.epochs * static_cast<int>(data.folds.size()));
 
@@ -83,7 +86,7 @@ void run_training(const TrainConfig& cfg, Communicator& comm) {
                         device,
                         data.classes,
                         reporter,
-                        make_bag_cache(parse_cache_mode(cfg.cache), cfg.cache_budget),
+                        make_bag_cache(cache_mode_for(cfg.cache, cfg.precision == "bf16"), cfg.cache_budget),
                         [&] { return checkpoints.seconds_since_last(); },
                         [&](const RunProgress& current, const std::string& moment) {
                           checkpoints.write([&] { return job_progress(results, reporter, &current); }, moment);
