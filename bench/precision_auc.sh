@@ -7,7 +7,8 @@
 #   usage: bench/precision_auc.sh [SEEDS]   (default 3; the issue's AUC comparison wants 12)
 #   SETS ("contiguous clam tiny"), THREADS (nproc), WSI_EPOCHS (15), TINY_EPOCHS (40), BUILD_DIR (build),
 #   OUT_DIR (out/bench_vs_reference: its data/<set>/{train,val} must exist; `bench/vs_reference.sh 0`
-#   generates them without training), DSMIL_ARGS (extra options for both runs, e.g. "--cache ram")
+#   generates them without training), RUNS_DIR (where the runs go; OUT_DIR/precision_runs), DSMIL_ARGS (extra
+#   options for both runs, e.g. "--cache ram")
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SEEDS=${1:-3}
