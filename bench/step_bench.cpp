@@ -5,9 +5,12 @@
 //             (mil::average_gradients) and torch::optim::Adam: the step as dsmil_train took it before;
 //   fused     mil::DsmilStep (hand-written forward/backward into one flat gradient buffer) + mil::FusedAdam;
 // and prints the FLOPs per instance it counts (forward and backward, from the layer shapes), each step's
-// GFLOP/s and its ratio to the sgemm's. Then tiny bags (2-13 instances, D = 200): steps per second.
+// GFLOP/s and its ratio to the sgemm's. Then --precision bf16's step against the fused fp32 step (same
+// process, interleaved): on a bfloat16 bag (as the bf16 RAM cache serves it) and on a float32 bag (rounded
+// in the step), with the bf16 matmul of the dominant shape for scale. Then tiny bags (2-13 instances,
+// D = 200): steps per second.
 // Measurements interleave (sgemm, autograd, fused per round) so load from other processes hits all alike.
-// Run: build/bench/dsmil_bench_step [--threads N] [--rounds R]
+// Run: build/bench/dsmil_bench_step [--threads N] [--rounds R] [--clock cpu] [--bf16-only]
 #include <time.h>
 
 #include <cstdio>
@@ -22,6 +25,7 @@
 #include "mil/dist/parameter_sync.hpp"
 #include "mil/model/dsmil_step.hpp"
 #include "mil/model/loss.hpp"
+#include "mil/model/precision.hpp"
 #include "mil/train/fused_adam.hpp"
 #include "mil/util/logging.hpp"
 #include "mil/util/threads.hpp"
@@ -143,6 +147,85 @@ void large_bags(int rounds) {
   }
 }
 
+// The fused step in fp32 and in bf16 from the same initial weights (each with its own copy and Adam).
+struct PrecisionSteppers {
+  explicit PrecisionSteppers(const mil::ModelConfig& mc) : f32(mc), b16(mc) {
+    for (mil::DsmilNet* net : {&f32, &b16}) {
+      (*net)->init_orthogonal(1);
+      (*net)->train();
+    }
+    flat32 = std::make_unique<mil::FlatParameters>(*f32);
+    flat16 = std::make_unique<mil::FlatParameters>(*b16);
+    step32 = std::make_unique<mil::DsmilStep>(*flat32);
+    step16 = std::make_unique<mil::DsmilStep>(*flat16, mil::Precision::kBFloat16);
+    adam32 = std::make_unique<mil::FusedAdam>(flat32->values(), flat32->grads(), mil::OptimizerConfig{});
+    adam16 = std::make_unique<mil::FusedAdam>(flat16->values(), flat16->grads(), mil::OptimizerConfig{});
+  }
+  static void step(mil::FlatParameters& flat, mil::DsmilStep& s, mil::FusedAdam& adam, const torch::Tensor& x,
+                   const torch::Tensor& y) {
+    flat.grads().zero_();
+    s.accumulate(x, y);
+    adam.step(1);
+  }
+  mil::DsmilNet f32, b16;
+  std::unique_ptr<mil::FlatParameters> flat32, flat16;
+  std::unique_ptr<mil::DsmilStep> step32, step16;
+  std::unique_ptr<mil::FusedAdam> adam32, adam16;
+};
+
+void bf16_rows(int rounds) {
+  const std::string lacks = [] {
+    try {
+      mil::require_precision_support(mil::Precision::kBFloat16, torch::kCPU);
+      return std::string();
+    } catch (const std::exception& e) {
+      return std::string(e.what());
+    }
+  }();
+  if (!lacks.empty()) {
+    std::printf("\n# bf16 rows skipped: %s\n", lacks.c_str());
+    return;
+  }
+  std::printf(
+      "\n| D | N | fp32 step ms | bf16 step ms (bfloat16 bag) | **speed-up** | bf16 step ms (float32 bag) | speed-up |"
+      " bf16 step GFLOP/s | bf16 mm [N,D]x[D,128] GFLOP/s |\n");
+  std::printf("| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
+  for (int64_t d : {512, 1024}) {
+    mil::ModelConfig mc;
+    mc.feature_dim = d;
+    PrecisionSteppers s(mc);
+    const double flop =
+        mil::DsmilStep::forward_flops_per_instance(mc) + mil::DsmilStep::backward_flops_per_instance(mc);
+    for (int64_t n : {1000, 3000, 10000}) {
+      const torch::Tensor x = torch::randn({n, d});
+      const torch::Tensor xb = x.to(torch::kBFloat16);
+      const torch::Tensor y = torch::ones({1});
+      const torch::Tensor w = torch::randn({mil::ModelConfig::kQueryDim, d}).to(torch::kBFloat16);
+      torch::Tensor out = torch::empty({n, mil::ModelConfig::kQueryDim}, torch::kBFloat16);
+      std::vector<double> t_mm, t32, t16, t16f;
+      for (int r = 0; r <= rounds; ++r) {
+        const double g = time_it([&] {
+                           for (int k = 0; k < 3; ++k) at::mm_out(out, xb, w.t());
+                         }) /
+                         3;
+        const double a = time_it([&] { s.step(*s.flat32, *s.step32, *s.adam32, x, y); });
+        const double b = time_it([&] { s.step(*s.flat16, *s.step16, *s.adam16, xb, y); });
+        const double c = time_it([&] { s.step(*s.flat16, *s.step16, *s.adam16, x, y); });
+        if (r == 0) continue;  // warm-up: workspaces, oneDNN primitives
+        t_mm.push_back(g);
+        t32.push_back(a);
+        t16.push_back(b);
+        t16f.push_back(c);
+      }
+      const double mm = 2.0 * n * d * mil::ModelConfig::kQueryDim / median(t_mm) / 1e9;
+      std::printf("| %lld | %lld | %.3f | %.3f | **%.2fx** | %.3f | %.2fx | %.1f | %.1f |\n", static_cast<long long>(d),
+                  static_cast<long long>(n), 1e3 * median(t32), 1e3 * median(t16), median(t32) / median(t16),
+                  1e3 * median(t16f), median(t32) / median(t16f), flop * n / median(t16) / 1e9, mm);
+      std::fflush(stdout);
+    }
+  }
+}
+
 void tiny_bags(int rounds) {
   mil::ModelConfig mc;
   mc.feature_dim = 200;
@@ -183,7 +266,8 @@ int main(int argc, char** argv) {
                                                                      cxxopts::value<int>()->default_value("9"))(
         "tiny-only", "only the tiny-bag figure", cxxopts::value<bool>()->default_value("false"))(
         "clock", "wall, or cpu (process CPU time: for one thread on a loaded machine)",
-        cxxopts::value<std::string>()->default_value("wall"));
+        cxxopts::value<std::string>()->default_value("wall"))("bf16-only", "only the bf16 vs fp32 rows",
+                                                              cxxopts::value<bool>()->default_value("false"));
     const auto args = options.parse(argc, argv);
     mil::setup_logging("warn", 0, 1);
     const int threads = mil::set_torch_threads(args["threads"].as<int>(), 1);
@@ -191,8 +275,15 @@ int main(int argc, char** argv) {
     g_cpu_clock = args["clock"].as<std::string>() == "cpu";
     std::printf("# dsmil_bench_step: %d libtorch thread(s), CPU, median of %d rounds, %s time; load average %s\n",
                 threads, rounds, g_cpu_clock ? "process CPU" : "wall-clock", load_average().c_str());
-    if (!args["tiny-only"].as<bool>()) large_bags(rounds);
-    tiny_bags(rounds);
+    if (args["bf16-only"].as<bool>()) {
+      bf16_rows(rounds);
+    } else {
+      if (!args["tiny-only"].as<bool>()) {
+        large_bags(rounds);
+        bf16_rows(rounds);
+      }
+      tiny_bags(rounds);
+    }
     std::printf("# load average at the end %s\n", load_average().c_str());
     return 0;
   } catch (const std::exception& e) {

@@ -11,7 +11,7 @@
 #   tiny        classical MIL: 200 training + 60 validation bags of 2-13 instances, D = 200; TINY_EPOCHS (40)
 # Prints one markdown table row per set and variant: mean wall seconds, the ratio (reference / dsmil, from the summed
 # times), mean final validation AUC, peak RSS; per-run figures go to OUT_DIR/runs.tsv.
-#   usage: bench/vs_reference.sh [SEEDS]   (default 3; the AUC comparison wants 12)
+#   usage: bench/vs_reference.sh [SEEDS]   (default 3; the AUC comparison wants 12; 0 = only generate the channels)
 #   THREADS (nproc), SETS ("contiguous clam tiny"), WSI_EPOCHS (15), TINY_EPOCHS (40), BUILD_DIR (build),
 #   OUT_DIR (out/bench_vs_reference), DSMIL_ARGS (extra dsmil_train options, e.g. "--cache ram"), VARIANTS
 #   (";"-separated dsmil_train option sets run against the same reference runs, one table row each),
@@ -32,7 +32,8 @@ read -r -a REFERENCE_EXTRA <<< "${REFERENCE_ARGS:-}"
 IFS=';' read -r -a VARIANTS <<< "${VARIANTS:-}"
 [ ${#VARIANTS[@]} -gt 0 ] || VARIANTS=("")
 [ -x /usr/bin/time ] || { echo "GNU time (/usr/bin/time) is needed for the peak memory figures" >&2; exit 2; }
-VENV=$(bench/python_env.sh)
+VENV=
+[ "$SEEDS" = 0 ] || VENV=$(bench/python_env.sh)  # 0 seeds: only generate the channels (bench/precision_auc.sh)
 MAKE_BAGS=$BUILD_DIR/bench/dsmil_make_bags
 # Never pick up a SageMaker tree (another job's /opt/ml/input/config/hyperparameters.json would change the run).
 export DSMIL_SAGEMAKER_ROOT=${DSMIL_SAGEMAKER_ROOT:-/nonexistent/dsmil-bench/opt/ml}
@@ -78,6 +79,7 @@ echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
 printf 'set\tvariant\tseed\tdsmil_s\treference_s\tdsmil_auc\treference_auc\tdsmil_rss_mb\treference_rss_mb\n' > "$OUT/runs.tsv"
 for set in $SETS; do
   prepare_set "$set"
+  [ "$SEEDS" = 0 ] && continue
   for seed in $(seq 1 "$SEEDS"); do
     run=$OUT/runs/$set.seed$seed
     rm -rf "$run"

@@ -136,6 +136,7 @@ void validate(const TrainConfig& cfg) {
   check(cfg.cache == "auto" || cfg.cache == "none" || cfg.cache == "ram" || cfg.cache == "ram32", "cache",
         "auto, none, ram or ram32",
         quoted(cfg.cache));
+  check(cfg.precision == "fp32" || cfg.precision == "bf16", "precision", "fp32 or bf16", quoted(cfg.precision));
   check(cfg.cache_budget >= 0, "cache-budget", ">= 0 (GB; 0 = no bound)", option_text(cfg.cache_budget));
   check(cfg.max_bag_bytes >= 1, "max-bag-bytes", ">= 1", option_text(static_cast<double>(cfg.max_bag_bytes)));
   check(cfg.collective_timeout >= 0, "collective-timeout", ">= 0 (0 = wait forever)",

@@ -65,6 +65,7 @@ struct TrainConfig {
   bool standardize = false;   // --standardize: z-score features with training-split statistics
   // Runtime
   uint64_t seed = 42;              // --seed
+  std::string precision = "fp32";  // --precision: fp32|bf16 (the step's large products; mil/model/precision.hpp)
   int threads = 0;                 // --threads: libtorch threads, 0 = auto (set_torch_threads)
   std::string device = "auto";     // --device: auto|cpu|cuda|cuda:N
   std::string log_level = "info";  // --log-level

@@ -23,6 +23,25 @@ CacheMode parse_cache_mode(const std::string& s) {
   throw Error("", "--cache", "unknown value '" + s + "' (auto, none, ram, ram32)");
 }
 
+CacheMode cache_mode_for(const std::string& cache, bool bfloat16) {
+  const CacheMode mode = parse_cache_mode(cache);
+  return bfloat16 && mode != CacheMode::kNone ? CacheMode::kBFloat16 : mode;
+}
+
+const char* cache_mode_name(CacheMode mode) {
+  switch (mode) {
+    case CacheMode::kNone:
+      return "none";
+    case CacheMode::kFloat16:
+      return "float16";
+    case CacheMode::kFloat32:
+      return "float32";
+    case CacheMode::kBFloat16:
+      return "bfloat16";
+  }
+  return "?";
+}
+
 BagCache::BagCache(CacheMode mode, int64_t budget_bytes) : mode_(mode), budget_(budget_bytes) {
   if (budget_bytes < 0) throw Error("", "--cache-budget", "must be >= 0");
 }
@@ -40,7 +59,7 @@ torch::Tensor BagCache::find(const std::string& path) const {
     if (it == entries_.end()) return {};
     kept = it->second;
   }
-  if (kept.scalar_type() == torch::kFloat) return kept;  // shared, never modified (see the header)
+  if (kept.scalar_type() != torch::kHalf) return kept;  // float32, bfloat16: shared, never modified (see the header)
   torch::Tensor out = torch::empty(kept.sizes(), torch::kFloat);
   half_to_float(reinterpret_cast<const uint16_t*>(kept.data_ptr<at::Half>()), out.data_ptr<float>(), kept.numel());
   return out;
@@ -49,7 +68,10 @@ torch::Tensor BagCache::find(const std::string& path) const {
 torch::Tensor BagCache::admit(const std::string& path, torch::Tensor features) {
   if (mode_ == CacheMode::kNone) return features;
   torch::Tensor keep = features.contiguous();
-  if (mode_ == CacheMode::kFloat16) {
+  if (mode_ == CacheMode::kBFloat16) {
+    keep = to_bfloat16(keep, path);
+    features = keep;
+  } else if (mode_ == CacheMode::kFloat16) {
     torch::Tensor half = torch::empty(keep.sizes(), torch::kHalf);
     auto* bits = reinterpret_cast<uint16_t*>(half.data_ptr<at::Half>());
     const int64_t overflow = float_to_half(keep.data_ptr<float>(), bits, keep.numel());
@@ -101,17 +123,30 @@ int64_t BagCache::bags_in_float32() const {
   return static_cast<int64_t>(in_float32_.size());
 }
 
+torch::Tensor to_bfloat16(const torch::Tensor& features, const std::string& path) {
+  const torch::Tensor src = features.contiguous();
+  torch::Tensor out = torch::empty(src.sizes(), torch::kBFloat16);
+  const int64_t overflow =
+      float_to_bfloat16(src.data_ptr<float>(), reinterpret_cast<uint16_t*>(out.data_ptr<at::BFloat16>()), src.numel());
+  if (overflow > 0) {
+    throw Error(path, "features",
+                std::to_string(overflow) + " value(s) beyond bfloat16's range (|x| > 3.39e38): use --precision fp32");
+  }
+  return out;
+}
+
 std::shared_ptr<BagCache> make_bag_cache(CacheMode mode, double budget_gb) {
   if (mode == CacheMode::kNone) return nullptr;
   return std::make_shared<BagCache>(mode, static_cast<int64_t>(budget_gb * 1e9));
 }
 
-std::shared_ptr<BagCache> make_auto_bag_cache(double budget_gb, int64_t available_bytes, int ranks_per_host) {
-  if (budget_gb > 0) return make_bag_cache(CacheMode::kFloat32, budget_gb);
+std::shared_ptr<BagCache> make_auto_bag_cache(CacheMode mode, double budget_gb, int64_t available_bytes,
+                                              int ranks_per_host) {
+  if (budget_gb > 0) return make_bag_cache(mode, budget_gb);
   // Half: the rest is the model, the largest bag in flight, the loader's read-ahead and the system's page cache.
   const int64_t share = available_bytes / 2 / std::max(1, ranks_per_host);
   if (share <= 0) return nullptr;  // memory unknown: read from disk, as before the cache existed
-  return std::make_shared<BagCache>(CacheMode::kFloat32, share);
+  return std::make_shared<BagCache>(mode, share);
 }
 
 }  // namespace mil

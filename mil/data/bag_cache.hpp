@@ -13,11 +13,15 @@
 namespace mil {
 
 enum class CacheMode {
-  kNone,     // read from disk every epoch
-  kFloat16,  // keep features in RAM as float16 after the first read (half the memory)
-  kFloat32,  // keep them as float32 (exact)
+  kNone,      // read from disk every epoch
+  kFloat16,   // keep features in RAM as float16 after the first read (half the memory)
+  kFloat32,   // keep them as float32 (exact)
+  kBFloat16,  // keep and serve them as bfloat16: what a --precision bf16 step multiplies (no conversion per epoch)
 };
 CacheMode parse_cache_mode(const std::string& s);  // "none" | "ram" | "ram32" | "auto" (float32)
+// --cache for a --precision bf16 run: any RAM cache keeps bfloat16 (the values the step multiplies).
+CacheMode cache_mode_for(const std::string& cache, bool bfloat16);
+const char* cache_mode_name(CacheMode mode);  // "float16", "float32", "bfloat16" (log lines)
 
 class BagCache {
  public:
@@ -31,14 +35,16 @@ class BagCache {
 
   // The features of `path` as float32 [N, D], or an undefined tensor when they are not cached. A float32
   // cache returns its own tensor, not a copy: callers must not modify it in place. A float16 cache returns
-  // a new tensor, converted on the calling thread (no torch thread pool).
+  // a new tensor, converted on the calling thread (no torch thread pool). A bfloat16 cache returns its own
+  // bfloat16 tensor.
   torch::Tensor find(const std::string& path) const;
 
   // Takes a bag's float32 features as read from disk (checked finite) and returns what the trainer must use,
   // the same whether or not the bag is kept: with a float16 cache, the values rounded to float16, so every
   // epoch (and a resumed job, whose cache starts cold) trains on the same numbers. A slide with values
   // beyond float16's range (|x| >= 65520, which would round to Inf) is kept and served in float32
-  // instead, with a warning naming the file.
+  // instead, with a warning naming the file. A bfloat16 cache returns the values rounded to bfloat16
+  // (mil::Error naming the file for values beyond its range).
   torch::Tensor admit(const std::string& path, torch::Tensor features);
 
   int64_t bags() const;
@@ -57,13 +63,18 @@ class BagCache {
   int64_t bytes_ = 0;
 };
 
+// The features rounded to bfloat16 on the calling thread (no torch thread pool); `path` names the file in
+// the mil::Error thrown for values beyond bfloat16's range.
+torch::Tensor to_bfloat16(const torch::Tensor& features, const std::string& path);
+
 // The cache dsmil_train's --cache and --cache-budget (GB; 0 = no bound) ask for; null for "none".
 std::shared_ptr<BagCache> make_bag_cache(CacheMode mode, double budget_gb);
 
-// --cache auto, the default: a float32 cache (the values read from disk, bit for bit, so results equal
-// --cache none) bounded by --cache-budget when given, else by half of `available_bytes` (the memory free at
+// --cache auto, the default: a cache of `mode` (float32: the values read from disk, bit for bit, so results
+// equal --cache none; bfloat16 under --precision bf16) bounded by --cache-budget when given, else by half of `available_bytes` (the memory free at
 // start) shared among the `ranks_per_host` processes of the job on this host, each of which keeps its own.
 // Bags beyond the bound are read from disk each epoch, as without a cache.
-std::shared_ptr<BagCache> make_auto_bag_cache(double budget_gb, int64_t available_bytes, int ranks_per_host);
+std::shared_ptr<BagCache> make_auto_bag_cache(CacheMode mode, double budget_gb, int64_t available_bytes,
+                                              int ranks_per_host);
 
 }  // namespace mil

@@ -127,14 +127,17 @@ void BagLoader::start(std::vector<int64_t> order) {
 
 Bag BagLoader::load(int64_t index) {
   const BagInfo& info = index_.bags[static_cast<size_t>(index)];
-  if (cache_) {
-    Bag bag;
-    bag.index = index;
-    bag.features = cache_->find(info.path);
-    if (bag.features.defined()) return bag;
+  Bag bag;
+  bag.index = index;
+  if (cache_) bag.features = cache_->find(info.path);
+  if (!bag.features.defined()) {
+    bag = read_bag(info, index, options_.features_key, options_.with_coords);
+    if (cache_) bag.features = cache_->admit(info.path, std::move(bag.features));
   }
-  Bag bag = read_bag(info, index, options_.features_key, options_.with_coords);
-  if (cache_) bag.features = cache_->admit(info.path, std::move(bag.features));
+  // A bfloat16 cache serves bfloat16 already; without one (or over its budget) the bag is rounded here.
+  if (options_.bfloat16 && bag.features.scalar_type() == torch::kFloat) {
+    bag.features = to_bfloat16(bag.features, info.path);
+  }
   return bag;
 }
 

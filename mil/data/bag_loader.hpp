@@ -34,6 +34,7 @@ struct LoaderOptions {
   int prefetch = 4;  // bags read ahead of the trainer (memory bound: prefetch x bag size)
   CacheMode cache = CacheMode::kNone;
   bool with_coords = false;  // also read `coords` (evaluation / attention export); never cached
+  bool bfloat16 = false;     // serve features as bfloat16 (--precision bf16), rounded on the reader thread
 };
 
 class BagLoader {

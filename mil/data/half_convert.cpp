@@ -1,5 +1,6 @@
 #include "mil/data/half_convert.hpp"
 
+#include <c10/util/BFloat16.h>
 #include <c10/util/Half.h>
 #include <immintrin.h>
 
@@ -66,6 +67,15 @@ int64_t float_to_half(const float* src, uint16_t* dst, int64_t n) {
   for (int64_t i = 0; i < n; ++i) {
     dst[i] = c10::detail::fp16_ieee_from_fp32_value(src[i]);
     overflow += is_half_inf(dst[i]) ? 1 : 0;
+  }
+  return overflow;
+}
+
+int64_t float_to_bfloat16(const float* src, uint16_t* dst, int64_t n) {
+  int64_t overflow = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    dst[i] = c10::detail::round_to_nearest_even(src[i]);
+    overflow += (dst[i] & 0x7f80u) == 0x7f80u ? 1 : 0;  // exponent all ones: Inf
   }
   return overflow;
 }

@@ -10,6 +10,9 @@ namespace mil {
 void half_to_float(const uint16_t* src, float* dst, int64_t n);
 // Returns how many values overflowed to +-Inf (|x| >= 65520, beyond float16's range).
 int64_t float_to_half(const float* src, uint16_t* dst, int64_t n);
+// float32 -> bfloat16 bits, rounded to nearest even as torch's `.to(torch::kBFloat16)` (finite input). Returns
+// how many values overflowed to +-Inf (|x| beyond bfloat16's largest finite value, ~3.39e38).
+int64_t float_to_bfloat16(const float* src, uint16_t* dst, int64_t n);
 void double_to_float(const double* src, float* dst, int64_t n);
 
 }  // namespace mil

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <vector>
 
+#include "mil/util/check.hpp"
 #include "mil/util/error.hpp"
 
 namespace mil {
@@ -26,8 +27,8 @@ torch::Tensor on_cpu(const torch::Tensor& t) {
 
 }  // namespace
 
-DsmilStep::DsmilStep(FlatParameters& flat)
-    : flat_(flat), cfg_(flat.config()), scale_(std::sqrt(static_cast<double>(kH))) {
+DsmilStep::DsmilStep(FlatParameters& flat, Precision precision)
+    : flat_(flat), cfg_(flat.config()), gemm_(precision), scale_(std::sqrt(static_cast<double>(kH))) {
   const torch::TensorOptions opts = flat_.values().options();
   const int64_t c = cfg_.num_classes;
   max_val_ = torch::empty({c}, opts);
@@ -78,13 +79,16 @@ double DsmilStep::accumulate(const torch::Tensor& x, const torch::Tensor& target
                 "expected a bag [N >= 1, " + std::to_string(d) + "], got " + std::to_string(x.dim()) + "-d with " +
                     std::to_string(x.numel()) + " values");
   }
+  MIL_CHECK(gemm_.bf16() || x.scalar_type() == torch::kFloat, "float32 features for an fp32 step");
   torch::NoGradGuard no_grad;
-  const torch::TensorOptions opts = x.options();
+  const torch::TensorOptions opts = x.options().dtype(torch::kFloat);
   const DsmilTensors& w = flat_.value_views();
+  // bf16: the features rounded once per bag (bfloat16 features, as the bf16 RAM cache serves them, as they are).
+  const torch::Tensor xg = gemm_.bf16() ? MixedGemm::to_bf16(x, xb_) : x;
 
   // Instance logits and q's first layer in one GEMM: z = x [Wi; W1]ᵀ + [bi; b1].
   torch::Tensor z = workspace(z_, n, c + kH, opts);
-  at::addmm_out(z, w.b_in, x, w.w_in.t());
+  gemm_.mm(z, xg, w.w_in.t(), w.b_in);
   const torch::Tensor logits = z.narrow(1, 0, c);
   torch::Tensor z1 = z.narrow(1, c, kH);
   at::max_out(max_val_, max_idx_, logits, 0);  // the critical instances and the loss's max pooling
@@ -92,7 +96,7 @@ double DsmilStep::accumulate(const torch::Tensor& x, const torch::Tensor& target
   if (cfg_.nonlinear_q) {
     z1.relu_();
     q = workspace(q_, n, kH, opts);
-    at::addmm_out(q, w.b_q2, z1, w.w_q2.t());
+    gemm_.mm(q, gemm_.bf16() ? MixedGemm::to_bf16(z1, z1b_) : z1, w.w_q2.t(), w.b_q2);
     q.tanh_();
   } else {
     q = z1;
@@ -106,19 +110,20 @@ double DsmilStep::accumulate(const torch::Tensor& x, const torch::Tensor& target
   torch::Tensor a = workspace(a_, c, n, opts);
   at::_softmax_out(a, s, 1, false);
 
-  torch::Tensor xv = x;  // the values' input (node dropout applies to it)
-  torch::Tensor v = x;
+  torch::Tensor xv = xg;  // the values' input (node dropout applies to it)
+  torch::Tensor v = xg;
   if (cfg_.passing_v) {
-    if (cfg_.dropout_v > 0) xv = torch::dropout(x, cfg_.dropout_v, true);
+    if (cfg_.dropout_v > 0) xv = torch::dropout(xg, cfg_.dropout_v, true);
     v = workspace(v_, n, d, opts);
-    at::addmm_out(v, w.b_v, xv, w.w_v.t());
+    gemm_.mm(v, xv, w.w_v.t(), w.b_v);
     if (cfg_.value_relu) v.relu_();
   }
-  at::mm_out(bag_rep_, a, v);
+  // Pooling over bfloat16 features in bf16; float32 values (passing v) are not worth rounding per bag.
+  (cfg_.passing_v ? fp32_ : gemm_).mm(bag_rep_, a, v);
   at::addmv_out(bag_logits_, w.b_bag, w.w_bag, bag_rep_.view({c * d}));
 
   const double loss = loss_and_gradients(bag_logits_, max_val_, target);
-  backward(x, xv);
+  backward(xg, xv);
   return loss;
 }
 
@@ -151,7 +156,7 @@ void DsmilStep::backward(const torch::Tensor& x, const torch::Tensor& xv) {
   const int64_t n = x.size(0);
   const int64_t c = cfg_.num_classes;
   const int64_t d = cfg_.feature_dim;
-  const torch::TensorOptions opts = x.options();
+  const torch::TensorOptions opts = x.options().dtype(torch::kFloat);
   const DsmilTensors& w = flat_.value_views();
   const DsmilTensors& g = flat_.grad_views();
   const torch::Tensor d_bag = dev_grads_.narrow(0, 0, c);
@@ -169,12 +174,12 @@ void DsmilStep::backward(const torch::Tensor& x, const torch::Tensor& xv) {
   const torch::Tensor v = cfg_.passing_v ? v_.narrow(0, 0, n * d).view({n, d}) : x;
   const torch::Tensor a = a_.narrow(0, 0, c * n).view({c, n});
   torch::Tensor d_a = workspace(d_a_, c, n, opts);
-  at::mm_out(d_a, d_bag_rep_, v.t());
+  (cfg_.passing_v ? fp32_ : gemm_).mm(d_a, d_bag_rep_, v.t());
   if (cfg_.passing_v) {
     torch::Tensor d_v = workspace(d_v_, n, d, opts);
     at::mm_out(d_v, a.t(), d_bag_rep_);
     if (cfg_.value_relu) at::threshold_backward_out(d_v, d_v, v, 0);
-    g.w_v.addmm_(d_v.t(), xv);
+    gemm_.add_mm(g.w_v, d_v.t(), xv);
     g.b_v.addmv_(d_v.t(), ones);
   }
 
@@ -194,9 +199,12 @@ void DsmilStep::backward(const torch::Tensor& x, const torch::Tensor& xv) {
   d_q.index_add_(0, max_idx_, d_qc_);
   if (cfg_.nonlinear_q) {
     at::tanh_backward_out(d_q, d_q, q);
-    g.w_q2.addmm_(d_q.t(), z1);  // z1 holds relu(x W1ᵀ + b1)
+    // z1 holds relu(x W1ᵀ + b1); bf16: as the forward rounded it.
+    const torch::Tensor z1g = gemm_.bf16() ? z1b_.narrow(0, 0, n * kH).view({n, kH}) : z1;
+    const torch::Tensor d_qg = gemm_.bf16() ? MixedGemm::to_bf16(d_q, d_qb_) : d_q;
+    gemm_.add_mm(g.w_q2, d_qg.t(), z1g);
     g.b_q2.addmv_(d_q.t(), ones);
-    at::mm_out(d_z1, d_q, w.w_q2);
+    gemm_.mm(d_z1, d_qg, w.w_q2);
     at::threshold_backward_out(d_z1, d_z1, z1, 0);
   }
 
@@ -204,7 +212,7 @@ void DsmilStep::backward(const torch::Tensor& x, const torch::Tensor& xv) {
   torch::Tensor d_logits = d_z.narrow(1, 0, c);
   d_logits.zero_();
   d_logits.scatter_(0, max_idx_.view({1, c}), d_max.view({1, c}));  // d_logits[argmax_k, k] = d_max[k]
-  g.w_in.addmm_(d_z.t(), x);
+  gemm_.add_mm(g.w_in, d_z.t(), x);
   g.b_in.addmv_(d_z.t(), ones);
 }
 

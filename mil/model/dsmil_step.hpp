@@ -12,18 +12,23 @@
 //  - the bag classifier's Conv1d over the whole of D is a matrix-vector product.
 // Node dropout (passing v with --dropout-node) calls the same torch::dropout as the module, so it draws
 // the same mask from the device's default generator.
+// Precision::kBFloat16 runs the products over instances (x's products with [Wi; W1] and Wv and their weight
+// gradients, q's second layer, the attention pooling) through MixedGemm in bfloat16; the rest stays float32.
 #include <torch/torch.h>
 
 #include "mil/model/flat_params.hpp"
+#include "mil/model/mixed_gemm.hpp"
+#include "mil/model/precision.hpp"
 
 namespace mil {
 
 class DsmilStep {
  public:
-  explicit DsmilStep(FlatParameters& flat);
+  explicit DsmilStep(FlatParameters& flat, Precision precision = Precision::kFloat32);
 
   // Forward, loss and backward of one bag; the bag's gradients are added to flat.grads() (zero them per
-  // optimiser step). x: [N, D] float32 on the parameters' device, N >= 1; target: C values in {0, 1}.
+  // optimiser step). x: [N, D] float32 on the parameters' device, N >= 1 (with bf16, bfloat16 features are
+  // used as they are, float32 ones rounded once per bag); target: C values in {0, 1}.
   // Returns the bag's loss.
   double accumulate(const torch::Tensor& x, const torch::Tensor& target);
 
@@ -42,11 +47,14 @@ class DsmilStep {
 
   FlatParameters& flat_;
   ModelConfig cfg_;
+  MixedGemm gemm_;  // the products over instances, in the step's precision
+  MixedGemm fp32_{Precision::kFloat32};
   double scale_;  // sqrt(128)
   // Workspaces, reused across bags.
   torch::Tensor z_, q_, s_, a_, v_, bag_rep_, bag_logits_, max_val_, max_idx_;
   torch::Tensor d_bag_rep_, d_a_, d_q_, d_qc_, d_z_, d_v_, ones_, host_grads_, dev_grads_;
   torch::Tensor qc_;
+  torch::Tensor xb_, z1b_, d_qb_;  // bf16: operands used by two products, rounded once
 };
 
 }  // namespace mil

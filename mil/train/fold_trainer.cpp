@@ -96,13 +96,14 @@ FoldRun::FoldRun(const FoldContext& ctx, const FoldData& data, std::optional<Run
   } else {
     start_afresh();
   }
-  train_step_ = std::make_unique<TrainStep>(*model_.net, scheduler_.optimizer());
+  train_step_ = std::make_unique<TrainStep>(*model_.net, scheduler_.optimizer(), parse_precision(cfg_.precision));
   if (resuming) train_step_->load_state(p_.optimizer, cfg_.checkpoint_dir);
   p_.weights.clear();
   p_.optimizer.clear();
   make_sampler(!resuming);
   loader_ = std::make_unique<BagLoader>(
-      data_.train, LoaderOptions{cfg_.features_key, cfg_.prefetch, CacheMode::kNone, false}, ctx_.cache);
+      data_.train, LoaderOptions{cfg_.features_key, cfg_.prefetch, CacheMode::kNone, false, cfg_.precision == "bf16"},
+      ctx_.cache);
   if (resuming) {
     spdlog::info("[ckpt]{} resuming at epoch {}/{}, step {}/{}", fold_text_, p_.epoch + 1, cfg_.epochs, p_.step,
                  sampler_->steps_per_epoch());
@@ -168,7 +169,7 @@ FoldOutcome FoldRun::run() {
     if (loader_->cached_bags() > 0 && !cache_logged_) {
       cache_logged_ = true;
       spdlog::info("[data] RAM cache: {} bags, {:.1f} MB ({})", loader_->cached_bags(), loader_->cache_bytes() / 1e6,
-                   cfg_.cache == "ram" ? "float16" : "float32");
+                   cache_mode_name(ctx_.cache->mode()));
     }
     ctx_.reporter.epoch(rec, fold_text_, improved);
 
@@ -272,7 +273,9 @@ std::pair<double, int64_t> FoldRun::train_bag(const Bag& bag, uint64_t bag_seed)
     std::lock_guard<std::mutex> lock(device_gen.mutex());
     device_gen.set_current_seed(mix64(bag_seed));
   }
-  torch::Tensor x = model_.prepare(bag.features, ctx_.device);
+  // bfloat16 features (--precision bf16) go to the step as they are, unless standardisation makes new ones.
+  const bool as_is = bag.features.scalar_type() == torch::kBFloat16 && !model_.feature_mean.defined();
+  torch::Tensor x = as_is ? bag.features.to(ctx_.device) : model_.prepare(bag.features, ctx_.device);
   if (cfg_.dropout_patch > 0) {
     // Patch dropout (training only): keep a random floor(N * (1 - p)) instances, at least one.
     const int64_t n = x.size(0);

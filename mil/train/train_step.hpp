@@ -17,7 +17,7 @@ namespace mil {
 class TrainStep {
  public:
   // Rebinds `net`'s parameters to flat buffers (their values unchanged); `net` must outlive this object.
-  TrainStep(DsmilNetImpl& net, const OptimizerConfig& cfg);
+  TrainStep(DsmilNetImpl& net, const OptimizerConfig& cfg, Precision precision = Precision::kFloat32);
 
   void set_lr(double lr) { adam_.set_lr(lr); }
   void zero_grad() { flat_.grads().zero_(); }

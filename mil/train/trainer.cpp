@@ -7,6 +7,7 @@
 
 #include "mil/eval/evaluation.hpp"
 #include "mil/io/files.hpp"
+#include "mil/model/precision.hpp"
 #include "mil/train/checkpoint_writer.hpp"
 #include "mil/train/fold_trainer.hpp"
 #include "mil/train/job_data.hpp"
@@ -72,10 +73,12 @@ void log_memory(const BagCache* cache, const JobData& data) {
 
 // The feature cache of the whole job (all folds, training and validation bags).
 std::shared_ptr<BagCache> job_cache(const TrainConfig& cfg, const Communicator& comm) {
-  if (cfg.cache != "auto") return make_bag_cache(parse_cache_mode(cfg.cache), cfg.cache_budget);
-  std::shared_ptr<BagCache> cache = make_auto_bag_cache(cfg.cache_budget, available_memory_bytes(), comm.local_size());
+  const CacheMode mode = cache_mode_for(cfg.cache, cfg.precision == "bf16");
+  if (cfg.cache != "auto") return make_bag_cache(mode, cfg.cache_budget);
+  std::shared_ptr<BagCache> cache =
+      make_auto_bag_cache(mode, cfg.cache_budget, available_memory_bytes(), comm.local_size());
   if (cache) {
-    spdlog::info("[data] --cache auto: features kept in RAM as float32 up to {:.1f} GB per rank",
+    spdlog::info("[data] --cache auto: features kept in RAM as {} up to {:.1f} GB per rank", cache_mode_name(mode),
                  cache->budget_bytes() / 1e9);
   } else {
     spdlog::info("[data] --cache auto: free memory unknown, features are read from disk every epoch");
@@ -94,9 +97,11 @@ void run_training(const TrainConfig& cfg, Communicator& comm) {
   }
   CheckpointWriter checkpoints(cfg, comm);  // holds the checkpoint directory: a second job is refused now
   const torch::Device device = resolve_device(cfg.device, comm.local_rank());
-  spdlog::info("[train] device {}, {} libtorch thread(s); {} rank(s) x {} bag(s) = {} bag(s) per optimiser step",
-               device.str(), torch::get_num_threads(), comm.world_size(), cfg.accumulate,
-               comm.world_size() * cfg.accumulate);
+  require_precision_support(parse_precision(cfg.precision), device);  // before any data is read
+  spdlog::info(
+      "[train] device {}, precision {}, {} libtorch thread(s); {} rank(s) x {} bag(s) = {} bag(s) per optimiser step",
+      device.str(), cfg.precision, torch::get_num_threads(), comm.world_size(), cfg.accumulate,
+      comm.world_size() * cfg.accumulate);
   const JobData data = load_job_data(cfg);
   reporter.plan(cfg.epochs * static_cast<int>(data.folds.size()));
 

@@ -132,12 +132,12 @@ TEST_F(Cache, BudgetLeavesLaterBagsOnDiskWithTheSameValues) {
 
 // --cache auto: float32, half the free memory shared by the ranks on the host, or the explicit budget.
 TEST(BagCache, AutoIsABoundedFloat32Cache) {
-  const auto cache = make_auto_bag_cache(0, int64_t{16} << 30, 4);
+  const auto cache = make_auto_bag_cache(CacheMode::kFloat32, 0, int64_t{16} << 30, 4);
   ASSERT_NE(cache, nullptr);
   EXPECT_EQ(cache->mode(), CacheMode::kFloat32);
   EXPECT_EQ(cache->budget_bytes(), (int64_t{16} << 30) / 2 / 4);
-  EXPECT_EQ(make_auto_bag_cache(1.5, int64_t{16} << 30, 4)->budget_bytes(), 1500000000);
-  EXPECT_EQ(make_auto_bag_cache(0, 0, 1), nullptr);  // memory unknown: no cache
+  EXPECT_EQ(make_auto_bag_cache(CacheMode::kFloat32, 1.5, int64_t{16} << 30, 4)->budget_bytes(), 1500000000);
+  EXPECT_EQ(make_auto_bag_cache(CacheMode::kFloat32, 0, 0, 1), nullptr);  // memory unknown: no cache
   EXPECT_EQ(parse_cache_mode("auto"), CacheMode::kFloat32);
   // This machine's free memory is known and plausible (more than 64 MB, less than 64 TB).
   EXPECT_GT(available_memory_bytes(), int64_t{64} << 20);

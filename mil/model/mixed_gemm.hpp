@@ -1,0 +1,35 @@
+#pragma once
+// The training step's matrix products in its Precision. fp32: exactly the libtorch calls the step has always
+// made (at::addmm_out, at::mm_out, addmm_), so its results are unchanged bit for bit. bf16: operands rounded
+// to bfloat16 (a bfloat16 operand is used as it is), multiplied by oneDNN with float32 accumulation; libtorch
+// 1.13 has no bfloat16 x bfloat16 -> float32 product, so the result is rounded to bfloat16 once (a relative
+// 2^-9 per element, the same order as rounding the operands) and then widened into the float32 output.
+// Workspaces are kept and grown, so a step allocates nothing after its largest bag.
+#include <torch/torch.h>
+
+#include "mil/model/precision.hpp"
+
+namespace mil {
+
+class MixedGemm {
+ public:
+  explicit MixedGemm(Precision p) : precision_(p) {}
+  bool bf16() const { return precision_ == Precision::kBFloat16; }
+
+  // out = bias + a b, bias broadcast over rows (undefined: out = a b). out: float32.
+  void mm(const torch::Tensor& out, const torch::Tensor& a, const torch::Tensor& b, const torch::Tensor& bias = {});
+  // out += a b. out: float32.
+  void add_mm(const torch::Tensor& out, const torch::Tensor& a, const torch::Tensor& b);
+
+  // `t` as bfloat16: t itself when it is, else rounded into `ws` (grown to fit). A transposed view of a
+  // contiguous tensor stays a transposed view (no transposing copy); other views become contiguous.
+  static torch::Tensor to_bf16(const torch::Tensor& t, torch::Tensor& ws);
+
+ private:
+  torch::Tensor product(const torch::Tensor& out, const torch::Tensor& a, const torch::Tensor& b);
+
+  Precision precision_;
+  torch::Tensor a_ws_, b_ws_, out_ws_;  // bf16 operands and result
+};
+
+}  // namespace mil
