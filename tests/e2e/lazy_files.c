@@ -101,7 +101,9 @@ static int track(int fd, const char* path) {
   return fd;
 }
 
-static int lazy_fd(int fd) { return fd >= 0 && fd < kMaxFds ? atomic_load(&backing[fd]) - 1 : -1; }
+static int lazy_fd(int fd) {
+  return fd >= 0 && fd < kMaxFds ? atomic_load(&backing[fd]) - 1 : -1;
+}
 
 // One slow, partial read of the backing file at `offset`.
 static ssize_t fetch(int b, void* buf, size_t count, off_t offset) {
@@ -128,28 +130,27 @@ static ssize_t fetch(int b, void* buf, size_t count, off_t offset) {
   return n;
 }
 
+// Whether open/openat with these flags were given a mode argument.
+static int has_mode(int flags) {
+  return (flags & O_CREAT) || (flags & O_TMPFILE) == O_TMPFILE;
+}
+
 int open(const char* path, int flags, ...) {
   resolve();
-  mode_t mode = 0;
-  if (flags & (O_CREAT | O_TMPFILE)) {
-    va_list ap;
-    va_start(ap, flags);
-    mode = va_arg(ap, mode_t);
-    va_end(ap);
-  }
+  va_list ap;
+  va_start(ap, flags);
+  mode_t mode = has_mode(flags) ? va_arg(ap, mode_t) : 0;
+  va_end(ap);
   return track(real_open(path, flags, mode), path);
 }
 int open64(const char* path, int flags, ...) __attribute__((alias("open")));
 
 int openat(int dirfd, const char* path, int flags, ...) {
   resolve();
-  mode_t mode = 0;
-  if (flags & (O_CREAT | O_TMPFILE)) {
-    va_list ap;
-    va_start(ap, flags);
-    mode = va_arg(ap, mode_t);
-    va_end(ap);
-  }
+  va_list ap;
+  va_start(ap, flags);
+  mode_t mode = has_mode(flags) ? va_arg(ap, mode_t) : 0;
+  va_end(ap);
   int fd = real_openat(dirfd, path, flags, mode);
   return path[0] == '/' || dirfd == AT_FDCWD ? track(fd, path) : fd;
 }
