@@ -23,14 +23,8 @@ while [ $# -gt 0 ]; do
   esac
 done
 RANDOM=$SEED
-WORK=$(mktemp -d)
-JOB=""
-cleanup() {
-  if [ -n "$JOB" ]; then kill -9 "$JOB" 2> /dev/null || true; fi
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-fail() { echo "FAIL (seed $SEED): $*" >&2; exit 1; }
+FAIL_CONTEXT="seed $SEED"
+source "$(dirname "$0")/../tests/e2e/lib.sh"
 LAUNCH=()
 if [ "$RANKS" -gt 1 ]; then LAUNCH=(mpirun --oversubscribe --allow-run-as-root -np "$RANKS"); fi
 

@@ -89,6 +89,19 @@ bool read_row_chunks(const H5::DataSet& ds, const H5DatasetInfo& meta, const H5:
   return true;
 }
 
+// The description HDF5 recorded where an open failed (the innermost entry of its error stack), e.g. "unable
+// to lock file, errno = 37, ..." on a file system without locks: H5::Exception's own text is only the API
+// call that failed. Empty when the stack holds nothing (any HDF5 call since the failure clears it).
+std::string innermost_hdf5_error() {
+  std::string reason;
+  const auto first = [](unsigned n, const H5E_error2_t* err, void* out) -> herr_t {
+    if (n == 0 && err->desc != nullptr) *static_cast<std::string*>(out) = err->desc;
+    return 0;
+  };
+  H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, first, &reason);
+  return reason;
+}
+
 }  // namespace
 
 std::string H5DatasetInfo::dtype_name() const {
@@ -103,11 +116,15 @@ H5Reader::H5Reader(const std::string& file, bool in_memory) : file_(file) {
   if (!std::filesystem::is_regular_file(file, ec)) throw Error(file, "", "no such file");
   if (::access(file.c_str(), R_OK) != 0) throw Error(file, "", "cannot read: " + errno_text());
   if (H5Fis_hdf5(file.c_str()) <= 0) throw Error(file, "", "not an HDF5 file (or truncated)");
+  // Outside the try: its destructor (an HDF5 call) would clear the error stack before the catch reads it.
+  H5::FileAccPropList access;
   try {
-    H5::FileAccPropList access;
     if (in_memory) access.setCore(1 << 20, false);  // read-only: no backing store is written
     h5_.openFile(file, H5F_ACC_RDONLY, access);
   } catch (const H5::Exception& e) {
+    // HDF5's own reason when it gave one (a lock refused is no corruption), else a guess.
+    const std::string reason = innermost_hdf5_error();
+    if (!reason.empty()) throw Error(file, "", "cannot open HDF5 file: " + e.getDetailMsg() + ": " + reason);
     throw Error(file, "", "cannot open HDF5 file (truncated or corrupt?): " + e.getDetailMsg());
   }
 }

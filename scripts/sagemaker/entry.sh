@@ -13,6 +13,10 @@
 # (on every host: each container gets the signal); the ranks agree to stop at the same step, checkpoint and
 # exit 143, and the exit status of the toolkit is this script's.
 TOOLKIT=${DSMIL_TOOLKIT_TRAIN:-/opt/dsmil/.venv-sagemaker/bin/train}
+# Channels are read-only, and FastFile's mount (or another network file system) need not support HDF5's
+# file locks. The images set this too, but a rank on another host is started over ssh without the image's
+# environment (the toolkit's mpirun passes PATH and its own variables only), and every rank runs this script.
+export HDF5_USE_FILE_LOCKING="${HDF5_USE_FILE_LOCKING:-FALSE}"
 CONFIG=${SAGEMAKER_BASE_DIR:-/opt/ml}/input/config
 
 # The PIDs of the dsmil_train processes descending from PID $1, from /proc/*/stat ("pid (comm) state ppid").

@@ -10,15 +10,7 @@
 #   usage: hardening.sh BUILD_DIR
 set -euo pipefail
 BUILD=$1
-WORK=$(mktemp -d)
-JOB=""
-cleanup() {
-  if [ -n "$JOB" ]; then kill -9 "$JOB" 2> /dev/null || true; fi
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
-has() { grep -q -- "$2" "$1" || { cat "$1"; fail "$1 lacks '$2'"; }; }
+source "$(dirname "$0")/lib.sh"
 TRAIN=("$BUILD/train/dsmil_train" --threads 1 --tensorboard-dir none)
 
 "$BUILD/bench/dsmil_make_bags" --out "$WORK/train" --bags 24 --dim 16 --seed 1 --task-seed 3 > /dev/null

@@ -7,16 +7,9 @@
 set -euo pipefail
 BUILD=$1
 MPIRUN=("$2" --oversubscribe --allow-run-as-root -np 2)
-WORK=$(mktemp -d)
-JOB=""
-STOPPED=""
-cleanup() {
-  if [ -n "$STOPPED" ]; then kill -9 "$STOPPED" 2> /dev/null || true; fi
-  if [ -n "$JOB" ]; then kill -9 "$JOB" 2> /dev/null || true; fi
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
+source "$(dirname "$0")/lib.sh"
+STOPPED=""  # the SIGSTOPped rank, killed at exit too
+trap 'if [ -n "$STOPPED" ]; then kill -9 "$STOPPED" 2> /dev/null || true; fi; e2e_cleanup' EXIT
 source "$(dirname "$0")/../../scripts/mpi_ranks.sh"
 
 "$BUILD/bench/dsmil_make_bags" --out "$WORK/train" --bags 40 --dim 16 --seed 1 --task-seed 3 > /dev/null

@@ -4,8 +4,9 @@
 # network, no credentials), and its requests checked (check_launch_requests.py): CreateTrainingJob for an
 # MPI spot job (sagemaker_mpi_* keys, MaxWait, a checkpoint prefix of its own, the metric definitions, the
 # uploaded source archive), every launcher option, CreateHyperParameterTuningJob for --tune, --folds, and
-# eval_launch.py's CreateProcessingJob (materialised and run: predictions, attention, plots; a broken model
-# archive fails with its reason in /opt/ml/output/message). Then the
+# eval_launch.py's CreateProcessingJob (materialised and run: predictions, attention, plots; an archive of fold
+# directories scores with every fold's model; a broken model archive, or one without a model, fails with its
+# reason in /opt/ml/output/message). Then the
 # requests themselves run as jobs (scripts/sagemaker/local_job.sh --request: /opt/ml materialised from the
 # request, the uploaded archive unpacked by the real training toolkit, `entry.sh train` as the container's
 # PID 1): the 4 ranks asked for start and train; and a 2-rank spot job sent SIGTERM (to PID 1 only) stops on
@@ -129,6 +130,24 @@ OUT=$WORK/proc/processing/output
 [ -s "$OUT/plots/roc.png" ] && [ -s "$OUT/metrics.json" ] || fail "no ROC plot or metrics in the output"
 tr '\n' ' ' < "$WORK/proc.cmd" | grep -q -- 'eval_entry.sh --threads 1 --on-bad-slide skip $' ||
   fail "the job's entry point and arguments are not eval_entry.sh with the dsmil_eval options"
+# A model.tar.gz holding fold directories (fold_<k>/model.pt: one job over all folds) scores with every fold's
+# model, as dsmil_eval given each of them does. A second model (another seed) makes the vote differ from either.
+"$BUILD/train/dsmil_train" --train "$WORK/train" --epochs 2 --seed 9 --threads 1 --tensorboard-dir none \
+  --model-dir "$WORK/folds_model/fold_1" --output-dir "$WORK/fold_1_out" > "$WORK/fold_1.log" 2>&1 ||
+  { cat "$WORK/fold_1.log"; fail "training the second fold's model failed"; }
+cp -r "$WORK/chain/model" "$WORK/folds_model/fold_0"
+tar -czf "$WORK/model.tar.gz" -C "$WORK/folds_model" fold_0 fold_1
+"$BUILD/eval/dsmil_eval" --model "$WORK/folds_model/fold_0" --model "$WORK/folds_model/fold_1" --test "$WORK/val" \
+  --out "$WORK/vote" --threads 1 > "$WORK/vote.log" 2>&1 || { cat "$WORK/vote.log"; fail "dsmil_eval, two models"; }
+cmp -s "$WORK/vote/predictions.csv" "$OUT/predictions.csv" && fail "the two models' vote equals the first model's"
+run_processing
+[ "$EVAL_STATUS" = 0 ] || { cat "$WORK/proc.log"; fail "the processing job with fold directories failed"; }
+cmp "$WORK/vote/predictions.csv" "$OUT/predictions.csv" || fail "fold directories: not every fold's model scored"
+# An archive with neither model.pt nor fold_<k>/model.pt: non-zero, the reason in /opt/ml/output/message.
+tar -czf "$WORK/model.tar.gz" -C "$WORK/folds_model/fold_1" model.pth
+run_processing
+[ "$EVAL_STATUS" != 0 ] && grep -q '.tar.gz holds no model.pt (nor fold_<k>/model.pt)' "$WORK/proc/output/message" ||
+  { cat "$WORK/proc.log"; fail "an archive without a model did not fail with its reason"; }
 # A model archive that is not one: non-zero, the reason in /opt/ml/output/message (the job's ExitMessage).
 head -c 200 "$WORK/model.tar.gz" > "$WORK/model.tar.gz.part" && mv "$WORK/model.tar.gz.part" "$WORK/model.tar.gz"
 run_processing
