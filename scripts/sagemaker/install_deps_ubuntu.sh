@@ -21,7 +21,7 @@ packages=(
   libcairo2-dev libopenslide-dev
   libprotobuf-dev protobuf-compiler libisal-dev
   libcxxopts-dev libspdlog-dev nlohmann-json3-dev
-  libgtest-dev libgmock-dev libbenchmark-dev
+  libgtest-dev libgmock-dev
 )
 
 "$(dirname "$0")/../install_missing.sh" "${packages[@]}"
