@@ -3,7 +3,8 @@
 # interrupted by SIGTERM resumes as one process with --accumulate 2, is interrupted again, and resumes as 2
 # ranks to the end; the final model is the uninterrupted 2-rank job's within 1e-5 (the tolerance of 2 ranks
 # vs --accumulate 2, tests/e2e/mpi.sh), the same metrics and predictions. A restart with other bags per step
-# (1 process, --accumulate 1) is refused, naming both layouts, and leaves the checkpoints usable.
+# (1 process, --accumulate 1) is refused, naming both layouts, and leaves the checkpoints usable. Checkpoints
+# written by 2 ranks hold the slide digests of both ranks' reads.
 #   usage: resume_layout.sh BUILD_DIR MPIRUN
 set -euo pipefail
 BUILD=$1
@@ -60,6 +61,11 @@ ATTEMPT=0
 # 1. Two ranks, stopped in epoch 2.
 PATTERN='wrote .*(epoch 2 step 3/'
 interrupt "${MPIRUN[@]}" "$BUILD/train/dsmil_train" "${ARGS[@]}" "${OUT[@]}"
+# Each rank scored part of the validation set: the checkpoint has every slide's digest, both ranks' reads.
+CKPT=$(find "$WORK/run/output/checkpoints" -maxdepth 1 -name 'ckpt-*' | sort | tail -n 1)
+VAL=$(python3 -c 'import json, sys; print(len(json.load(open(sys.argv[1]))["slide_digests"]["validation"]))' \
+  "$CKPT/state.json")
+[ "$VAL" = 11 ] || fail "$CKPT has the digests of $VAL validation slides, expected all 11 (both ranks' reads)"
 # 2. One process with --accumulate 2: the same 2 bags per step; stopped in epoch 4.
 PATTERN='wrote .*(epoch 4 step 3/'
 interrupt "$BUILD/train/dsmil_train" "${ARGS[@]}" "${OUT[@]}" --accumulate 2
