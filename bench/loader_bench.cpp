@@ -4,7 +4,9 @@
 //      vs on the contiguous files (target ~1), and HDF5's own whole-dataset read of them for scale;
 //   3. a training epoch reading from disk (both layouts) vs the same epoch from the RAM cache, float32 and
 //      float16 (target: ratio <= 1.1, i.e. prefetch hides the I/O behind compute);
-//   4. the process's peak resident memory.
+//   4. the slide digest (XXH3 of the values as stored, which read_bag computes for the checkpoints' data
+//      check): its CPU per bag next to the loader's whole CPU per bag (target: a small fraction);
+//   5. the process's peak resident memory.
 // With --drop-caches (root), the page cache is dropped before each disk pass so "disk" means the device.
 #include <H5Cpp.h>
 #include <spdlog/spdlog.h>
@@ -21,6 +23,7 @@
 
 #include "bench/timing.hpp"
 #include "mil/data/bag_loader.hpp"
+#include "mil/data/slide_digests.hpp"
 #include "mil/data/synthetic.hpp"
 #include "mil/model/loss.hpp"
 #include "mil/train/optimizer.hpp"
@@ -100,6 +103,21 @@ double loader_seconds(const mil::BagIndex& index, double* cpu = nullptr) {
   return s;
 }
 
+// CPU seconds of digesting every bag's features once (they are in memory: the hash alone, as read_bag pays it
+// on bytes it has just read).
+double digest_cpu_seconds(const mil::BagIndex& index) {
+  std::vector<torch::Tensor> features;
+  for (size_t i = 0; i < index.bags.size(); ++i) {
+    features.push_back(mil::read_bag(index.bags[i], static_cast<int64_t>(i), "features", false).features);
+  }
+  uint64_t sink = 0;
+  const double c0 = cpu_seconds();
+  for (const torch::Tensor& f : features) sink ^= mil::feature_digest(f.data_ptr(), f.nbytes());
+  const double cpu = cpu_seconds() - c0;
+  if (sink == 12345) std::puts("");  // keep the digests observable
+  return cpu;
+}
+
 // One training epoch (forward, loss, backward, Adam step per bag) fed by `loader`.
 double epoch_seconds(mil::BagLoader& loader, const mil::BagIndex& index, mil::DsmilNetImpl& net,
                      torch::optim::Adam& opt) {
@@ -133,7 +151,7 @@ double size_gb(const mil::BagIndex& index) {
 
 struct Figures {
   std::vector<double> raw, loaded, clam_loaded, clam_hdf5;               // seconds per pass
-  std::vector<double> loaded_cpu, clam_cpu, clam_hdf5_cpu;               // CPU seconds per pass
+  std::vector<double> loaded_cpu, clam_cpu, clam_hdf5_cpu, digest_cpu;   // CPU seconds per pass
   std::vector<double> disk_epoch, clam_epoch, ram32_epoch, ram16_epoch;  // seconds per epoch
   int64_t ram32_bytes = 0, ram16_bytes = 0;
 };
@@ -159,6 +177,7 @@ Figures measure(const mil::BagIndex& index, const mil::BagIndex& clam, int64_t d
     const double c0 = cpu_seconds();
     f.clam_hdf5.push_back(hdf5_read_seconds(clam));
     f.clam_hdf5_cpu.push_back(cpu_seconds() - c0);
+    f.digest_cpu.push_back(digest_cpu_seconds(index));
   }
   mil::ModelConfig mc;
   mc.feature_dim = dim;
@@ -204,6 +223,10 @@ void print(const Figures& f, const mil::BagIndex& index, double gb, const mil::S
   const double per_bag = 1e3 / static_cast<double>(index.bags.size());
   std::printf("| CPU per bag: loader contiguous / loader CLAM / HDF5's read CLAM | %.2f / %.2f / %.2f ms | |\n",
               median(f.loaded_cpu) * per_bag, median(f.clam_cpu) * per_bag, median(f.clam_hdf5_cpu) * per_bag);
+  std::printf("| CPU per bag: slide digest (XXH3 of the stored values) | %.3f ms | |\n",
+              median(f.digest_cpu) * per_bag);
+  std::printf("| slide digest / loader CPU per bag, contiguous | %.3f | small |\n",
+              median(f.digest_cpu) / median(f.loaded_cpu));
   std::printf("| training epoch from disk, contiguous | %.3f s | |\n", median(f.disk_epoch));
   std::printf("| training epoch from disk, CLAM layout | %.3f s | |\n", median(f.clam_epoch));
   std::printf("| training epoch from RAM cache, float32 (ram32) | %.3f s | |\n", median(f.ram32_epoch));

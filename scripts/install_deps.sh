@@ -11,6 +11,7 @@ packages=(
   libtorch-dev          # libtorch 1.13, CPU
   libopenblas0-openmp   # without it libtorch uses the reference BLAS (~20x slower)
   libhdf5-dev hdf5-tools zlib1g-dev  # zlib: CRC32 of checkpoint files
+  libxxhash-dev         # XXH3 digests of the feature values read, checked on resume
   libopenmpi-dev openmpi-bin
   libcairo2-dev libopenslide-dev  # dsmil_eval --plots: PNG drawing, slide thumbnails
   libprotobuf-dev protobuf-compiler libisal-dev  # TensorBoard event files: Event protos, CRC32C

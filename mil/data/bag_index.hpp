@@ -2,12 +2,15 @@
 // The index of a channel: every slide's file, shape and target, built from HDF5 headers only (no feature
 // data is read), so start-up on thousands of slides takes seconds.
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "mil/data/labels.hpp"
 
 namespace mil {
+
+class SlideDigests;
 
 struct BagInfo {
   std::string slide_id;  // the file stem
@@ -38,6 +41,9 @@ struct BagIndex {
   std::vector<BagInfo> bags;  // sorted by slide id, so the order never depends on the filesystem
   int64_t feature_dim = 0;
   std::vector<std::string> skipped;  // "slide: reason" for every slide left out (skip mode)
+  // Where loaders record (and check) the digest of each slide's values as they read it; shared by every subset
+  // of the channel. Null: not tracked (dsmil_eval, the test set).
+  std::shared_ptr<SlideDigests> digests;
 
   std::vector<int64_t> sizes() const;  // instances per bag
   int64_t total_instances() const;

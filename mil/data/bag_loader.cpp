@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "mil/data/half_convert.hpp"
+#include "mil/data/slide_digests.hpp"
 #include "mil/io/h5_reader.hpp"
 #include "mil/util/error.hpp"
 
@@ -69,7 +70,9 @@ Bag read_bag(const BagInfo& info, int64_t index, const std::string& features_key
   io::H5Reader file(info.path, info.chunk_rows > 0 && chunk_bytes < kSmallChunkBytes);
   Bag bag;
   bag.index = index;
-  bag.features = to_float(file.read(features_key));
+  const torch::Tensor stored = file.read(features_key);
+  bag.digest = feature_digest(stored.data_ptr(), stored.nbytes());  // the file's values, before any conversion
+  bag.features = to_float(stored);
   if (bag.features.dim() != 2 || bag.features.size(0) != info.num_instances ||
       bag.features.size(1) != info.feature_dim) {
     throw Error(info.path, features_key, "shape changed since the channel was indexed");
@@ -132,6 +135,7 @@ Bag BagLoader::load(int64_t index) {
   if (cache_) bag.features = cache_->find(info.path);
   if (!bag.features.defined()) {
     bag = read_bag(info, index, options_.features_key, options_.with_coords);
+    if (index_.digests) index_.digests->record(info.slide_id, info.path, bag.digest);  // before the cache keeps it
     if (cache_) bag.features = cache_->admit(info.path, std::move(bag.features));
   }
   // A bfloat16 cache serves bfloat16 already; without one (or over its budget) the bag is rounded here.

@@ -21,9 +21,11 @@ struct Bag {
   int64_t index = -1;      // position in BagIndex::bags
   torch::Tensor features;  // [N, D] float32; may be the RAM cache's own tensor: never modify it in place
   torch::Tensor coords;    // [N, 2] int64; undefined when the file has none or coords were not asked for
+  uint64_t digest = 0;     // feature_digest of the features as stored in the file; 0 when served from the cache
 };
 
-// Reads one bag: features as float32, checked against the index's shape and for NaN/Inf. Throws
+// Reads one bag: features as float32, checked against the index's shape and for NaN/Inf, and the digest of
+// the values as stored (slide_digests.hpp). Throws
 // mil::Error naming the file, the dataset and the first bad row. Conversions (float16/64 files, int32
 // coords) are plain loops on the calling thread, never torch's thread pool. Files whose features are stored
 // in small chunks (CLAM's one chunk per instance) are read into memory in one pass and then chunk by chunk.

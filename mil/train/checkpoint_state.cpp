@@ -1,5 +1,7 @@
 #include "mil/train/checkpoint_state.hpp"
 
+#include <spdlog/spdlog.h>
+
 #include <cmath>
 #include <sstream>
 
@@ -15,6 +17,46 @@ constexpr const char* kFormat = "dsmil-checkpoint";
 constexpr const char* kState = "state.json";
 constexpr const char* kTensors = "tensors.pt";
 constexpr const char* kOptimizer = "optimizer.pt";
+constexpr const char* kAccumulate = "accumulate";
+
+// "2 rank(s) x --accumulate 1 = 2 bag(s) per step"; ranks 0: not recorded.
+std::string layout_text(int64_t ranks, int64_t bags_per_step) {
+  const std::string bags = std::to_string(bags_per_step) + " bag(s) per step";
+  if (ranks <= 0) return bags;
+  return std::to_string(ranks) + " rank(s) x --accumulate " + std::to_string(bags_per_step / ranks) + " = " + bags;
+}
+
+// The ranks of the job that wrote `state`: recorded since the layout check; before it, the settings kept
+// --accumulate, and bags per step / accumulate is the rank count. 0 when neither tells.
+int64_t saved_ranks(const json& state, int64_t bags_per_step) {
+  if (state.contains("ranks")) return state.at("ranks").get<int64_t>();
+  const json& settings = state.at("settings");
+  if (!settings.contains(kAccumulate) || !settings.at(kAccumulate).is_number_integer()) return 0;
+  const int64_t accumulate = settings.at(kAccumulate).get<int64_t>();
+  return accumulate > 0 && bags_per_step % accumulate == 0 ? bags_per_step / accumulate : 0;
+}
+
+// Empty when the checkpoint's bags per step are this job's (whatever their split into ranks and --accumulate:
+// the same bags train in the same steps); else why not, naming both layouts.
+std::string layout_difference(const json& state, const JobIdentity& now) {
+  const int64_t bags = state.at("bags_per_step").get<int64_t>();
+  const int64_t ranks = saved_ranks(state, bags);
+  const std::string before = layout_text(ranks, bags);
+  const std::string after = layout_text(now.ranks, now.bags_per_step);
+  if (bags == now.bags_per_step) {
+    if (ranks != now.ranks) {
+      spdlog::info("[ckpt] resuming a checkpoint of {} as {}: the same bags in the same steps", before, after);
+    }
+    return "";
+  }
+  std::string hint;
+  if (now.ranks > 0 && bags % now.ranks == 0) {
+    hint = " (with " + std::to_string(now.ranks) + " rank(s): --accumulate " + std::to_string(bags / now.ranks) + ")";
+  }
+  return "layout (ranks x --accumulate = bags per step): " + before + " in the checkpoint, now " + after +
+         "; the sampler's steps depend on the bags per step, so resuming needs " + std::to_string(bags) +
+         " bags per step" + hint;
+}
 
 // JSON has no infinities or NaN: those travel as strings.
 json number(double v) {
@@ -73,10 +115,11 @@ json same_values_cache(json settings) {
 }
 
 std::vector<std::string> setting_differences(const json& saved_settings, const json& now_settings) {
-  const json saved = same_values_cache(saved_settings);
+  json saved = same_values_cache(saved_settings);
   const json now = same_values_cache(now_settings);
   // An option added after the checkpoint was written trained as its default did.
   const json defaults = same_values_cache(training_settings(TrainConfig{}));
+  saved.erase(kAccumulate);  // checkpoints before the layout check kept it: compared as the layout instead
   std::vector<std::string> out;
   for (const auto& [key, value] : now.items()) {
     if (!saved.contains(key)) {
@@ -96,7 +139,9 @@ std::vector<std::string> setting_differences(const json& saved_settings, const j
 }  // namespace
 
 json training_settings(const TrainConfig& cfg) {
-  return training_options_to_json(cfg);
+  json settings = training_options_to_json(cfg);
+  settings.erase(kAccumulate);
+  return settings;
 }
 
 std::string data_digest(const std::vector<std::pair<std::string, const BagIndex*>>& sets) {
@@ -110,6 +155,30 @@ std::string data_digest(const std::vector<std::pair<std::string, const BagIndex*
     }
   }
   return crc32_hex(text.str());
+}
+
+json digest_table_to_json(const SlideDigestTable& table) {
+  json j = json::object();
+  for (const auto& [channel, digests] : table) {
+    json slides = json::object();
+    for (const auto& [slide, digest] : digests) slides[slide] = digest_hex(digest);
+    j[channel] = std::move(slides);
+  }
+  return j;
+}
+
+SlideDigestTable digest_table_from_json(const json& j) {
+  if (!j.is_object()) throw Error("", "slide_digests", "not an object");
+  SlideDigestTable table;
+  for (const auto& [channel, slides] : j.items()) {
+    if (!slides.is_object()) throw Error("", "slide_digests", "'" + channel + "' is not an object");
+    DigestMap& digests = table[channel];
+    for (const auto& [slide, digest] : slides.items()) {
+      if (!digest.is_string()) throw Error("", "slide_digests", "'" + slide + "' is not a string");
+      digests.emplace(slide, parse_digest_hex(digest.get<std::string>()));
+    }
+  }
+  return table;
 }
 
 std::map<std::string, std::string> encode_checkpoint(const JobProgress& progress, const JobIdentity& identity) {
@@ -149,18 +218,20 @@ std::map<std::string, std::string> encode_checkpoint(const JobProgress& progress
                {"best_val_probs", c.best_val_probs}};
     files[kOptimizer] = c.optimizer;
   }
-  const json state = {{"format", kFormat},
-                      {"version", kCheckpointFormatVersion},
-                      {"sequence", progress.sequence},
-                      {"settings", identity.settings},
-                      {"data_digest", identity.data_digest},
-                      {"bags_per_step", identity.bags_per_step},
-                      {"finished", finished},
-                      {"current", current},
-                      {"epoch_records", progress.epoch_records},
-                      {"total_epochs_planned", progress.total_epochs_planned},
-                      {"epochs_done", progress.epochs_done},
-                      {"tensors", tensors.names}};
+  json state = {{"format", kFormat},
+                {"version", kCheckpointFormatVersion},
+                {"sequence", progress.sequence},
+                {"settings", identity.settings},
+                {"data_digest", identity.data_digest},
+                {"bags_per_step", identity.bags_per_step},
+                {"ranks", identity.ranks},
+                {"finished", finished},
+                {"current", current},
+                {"epoch_records", progress.epoch_records},
+                {"total_epochs_planned", progress.total_epochs_planned},
+                {"epochs_done", progress.epochs_done},
+                {"tensors", tensors.names}};
+  if (progress.slide_digests) state["slide_digests"] = digest_table_to_json(*progress.slide_digests);
   files[kState] = state.dump(1) + "\n";
   std::ostringstream out;
   torch::save(tensors.tensors, out);
@@ -191,10 +262,8 @@ JobProgress decode_checkpoint(const Checkpoint& ckpt, const JobIdentity& expecte
   }
   // The identity: refuse to continue another training.
   std::vector<std::string> why = setting_differences(state.at("settings"), expected.settings);
-  if (state.at("bags_per_step").get<int64_t>() != expected.bags_per_step) {
-    why.push_back("bags per step (ranks x --accumulate): " + state.at("bags_per_step").dump() +
-                  " in the checkpoint, now " + std::to_string(expected.bags_per_step));
-  }
+  const std::string layout = layout_difference(state, expected);
+  if (!layout.empty()) why.push_back(layout);
   if (state.at("data_digest").get<std::string>() != expected.data_digest) {
     why.push_back("the data differ (slide ids, instance counts, labels or splits; digest " +
                   state.at("data_digest").get<std::string>() + " in the checkpoint, now " + expected.data_digest + ")");
@@ -264,6 +333,13 @@ JobProgress decode_checkpoint(const Checkpoint& ckpt, const JobIdentity& expecte
     }
   } catch (const json::exception& e) {
     throw Error(ckpt.path, kState, std::string("malformed: ") + e.what());
+  }
+  if (state.contains("slide_digests")) {
+    try {
+      p.slide_digests = digest_table_from_json(state.at("slide_digests"));
+    } catch (const Error& e) {
+      throw Error(ckpt.path, kState, "malformed slide_digests: " + e.reason());
+    }
   }
   return p;
 }

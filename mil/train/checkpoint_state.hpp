@@ -1,7 +1,8 @@
 #pragma once
 // What a dsmil_train checkpoint holds, and its encoding as the files of one CheckpointStore entry:
-//   state.json    format version, position, counters, best score, epoch records, and the job's identity
-//                 (training settings, data digest, bags per step) that a resumed job must match;
+//   state.json    format version, position, counters, best score, epoch records, the job's identity
+//                 (training settings, data digest, bags per step and their layout) that a resumed job must
+//                 match, and the digest of every slide's features read so far (checked as each is read again);
 //   tensors.pt    every tensor (current and best weights, standardisation, finished folds' models),
 //                 named in state.json's `tensors` list;
 //   optimizer.pt  the Adam state (FusedAdam::save_state; format 1: torch::optim::Adam's serialisation).
@@ -19,6 +20,7 @@
 
 #include "mil/config/train_config.hpp"
 #include "mil/data/bag_index.hpp"
+#include "mil/data/slide_digests.hpp"
 #include "mil/model/state_dict.hpp"
 #include "mil/train/checkpoint_store.hpp"
 
@@ -58,6 +60,9 @@ struct RunProgress {
   std::vector<std::vector<double>> best_val_probs;
 };
 
+// channel ("train", "validation") -> slide id -> digest of the slide's features as read (slide_digests.hpp).
+using SlideDigestTable = std::map<std::string, DigestMap>;
+
 // The whole job's progress: finished folds, the one in training (none between folds), the metric history.
 struct JobProgress {
   int64_t sequence = 0;  // checkpoint number, increasing over the job's life (restarts included)
@@ -66,23 +71,34 @@ struct JobProgress {
   nlohmann::json epoch_records = nlohmann::json::array();
   int total_epochs_planned = 0;
   int epochs_done = 0;
+  // Every slide read so far, in state.json as hex strings; nullopt: written by a dsmil_train that kept none.
+  std::optional<SlideDigestTable> slide_digests;
 };
 
-// What a checkpoint must match to be resumed: the same training, on the same data.
+// What a checkpoint must match to be resumed: the same training, on the same data, with the same bags per
+// step. The layout of those bags may differ: R ranks accumulating K bags train the same bags in the same steps
+// as any other R' x K' = R x K (the sampler's plan depends on the slot count only, dropout on the slot), so a
+// spot job restarted on fewer GPUs continues, up to float summation order.
 struct JobIdentity {
-  nlohmann::json settings;  // training_settings(cfg)
-  std::string data_digest;  // data_digest(...)
-  int64_t bags_per_step = 1;
+  nlohmann::json settings;    // training_settings(cfg)
+  std::string data_digest;    // data_digest(...)
+  int64_t bags_per_step = 1;  // ranks x --accumulate
+  int64_t ranks = 1;          // MPI ranks; bags_per_step / ranks is --accumulate
 };
 
 // The options that change what is trained (to_json(cfg) less paths, output places, threads, device,
-// logging, prefetch and the checkpoint options themselves). The data is checked by its digest instead
-// of its paths, so a job may find its channels somewhere else after a restart.
+// logging, prefetch and the checkpoint options themselves), less --accumulate: the layout is checked as
+// JobIdentity's bags per step. The data is checked by its digest instead of its paths, so a job may find
+// its channels somewhere else after a restart.
 nlohmann::json training_settings(const TrainConfig& cfg);
 
 // CRC32 over every named set's slide ids, instance counts, labels and feature dimension: a checkpoint of
 // other slides, other labels or another split is refused.
 std::string data_digest(const std::vector<std::pair<std::string, const BagIndex*>>& sets);
+
+// state.json's form of the slide digests: {channel: {slide id: "16 hex digits"}}; from_json throws mil::Error.
+nlohmann::json digest_table_to_json(const SlideDigestTable& table);
+SlideDigestTable digest_table_from_json(const nlohmann::json& j);
 
 std::map<std::string, std::string> encode_checkpoint(const JobProgress& progress, const JobIdentity& identity);
 

@@ -2,6 +2,9 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+
+#include "mil/data/slide_digests.hpp"
 #include "mil/data/splits.hpp"
 #include "mil/util/clock.hpp"
 #include "mil/util/error.hpp"
@@ -13,6 +16,7 @@ BagIndex subset(const BagIndex& index, const std::vector<int64_t>& positions) {
   BagIndex out;
   out.channel = index.channel;
   out.feature_dim = index.feature_dim;
+  out.digests = index.digests;
   for (int64_t i : positions) out.bags.push_back(index.bags[static_cast<size_t>(i)]);
   return out;
 }
@@ -76,14 +80,16 @@ JobData load_job_data(const TrainConfig& cfg) {
   index_opts.skip_bad_slides = cfg.on_bad_slide == "skip";
   index_opts.max_bag_bytes = cfg.max_bag_bytes;
   const Clock::time_point t0 = Clock::now();
-  const BagIndex train_all = index_channel(cfg.train_dir, &train_labels, &data.classes, index_opts);
+  BagIndex train_all = index_channel(cfg.train_dir, &train_labels, &data.classes, index_opts);
+  train_all.digests = std::make_shared<SlideDigests>("train");
   data.feature_dim = train_all.feature_dim;
   spdlog::info("[data] {}: {} slides, {} instances, D = {}, {} class(es) ({}), indexed in {:.1f}s", cfg.train_dir,
                train_all.bags.size(), train_all.total_instances(), train_all.feature_dim, data.classes.num_classes(),
                fmt::join(data.classes.class_names(), ", "), seconds_since(t0));
-  const BagIndex val_channel = cfg.validation_dir.empty() ? BagIndex{}
-                                                          : index_extra(cfg.validation_dir, cfg.validation_labels,
-                                                                        data.classes, index_opts, data.feature_dim);
+  BagIndex val_channel = cfg.validation_dir.empty() ? BagIndex{}
+                                                    : index_extra(cfg.validation_dir, cfg.validation_labels,
+                                                                  data.classes, index_opts, data.feature_dim);
+  if (!cfg.validation_dir.empty()) val_channel.digests = std::make_shared<SlideDigests>("validation");
   if (!cfg.test_dir.empty()) {
     data.test = index_extra(cfg.test_dir, cfg.test_labels, data.classes, index_opts, data.feature_dim);
   }
@@ -101,6 +107,18 @@ std::vector<std::pair<std::string, const BagIndex*>> digest_sets(const JobData& 
     sets.emplace_back("fold " + std::to_string(f.fold) + " validation", &f.val);
   }
   return sets;
+}
+
+std::vector<std::shared_ptr<SlideDigests>> digest_books(const JobData& data) {
+  std::vector<std::shared_ptr<SlideDigests>> books;
+  for (const FoldData& f : data.folds) {
+    for (const BagIndex* set : {&f.train, &f.val}) {
+      if (set->digests && std::find(books.begin(), books.end(), set->digests) == books.end()) {
+        books.push_back(set->digests);
+      }
+    }
+  }
+  return books;
 }
 
 }  // namespace mil

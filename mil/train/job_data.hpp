@@ -1,6 +1,7 @@
 #pragma once
 // A training job's data: the channels indexed (headers only) and split into one (train, validation) pair
 // per model to train, plus the test set.
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -8,6 +9,7 @@
 #include "mil/config/train_config.hpp"
 #include "mil/data/bag_index.hpp"
 #include "mil/data/labels.hpp"
+#include "mil/data/slide_digests.hpp"
 
 namespace mil {
 
@@ -32,5 +34,9 @@ JobData load_job_data(const TrainConfig& cfg);
 
 // The named sets whose contents a checkpoint must match (see data_digest).
 std::vector<std::pair<std::string, const BagIndex*>> digest_sets(const JobData& data);
+
+// The slide digests of the training and validation channels (not the test set's: it trains nothing), which
+// the checkpoints keep and a resumed job checks.
+std::vector<std::shared_ptr<SlideDigests>> digest_books(const JobData& data);
 
 }  // namespace mil

@@ -107,8 +107,10 @@ void run_training(const TrainConfig& cfg, Communicator& comm) {
 
   // Checkpoints: continue where an earlier process of this job stopped.
   FoldResults results;
-  std::optional<JobProgress> progress = checkpoints.load({training_settings(cfg), data_digest(digest_sets(data)),
-                                                          static_cast<int64_t>(comm.world_size()) * cfg.accumulate});
+  checkpoints.track(digest_books(data));
+  std::optional<JobProgress> progress =
+      checkpoints.load({training_settings(cfg), data_digest(digest_sets(data)),
+                        static_cast<int64_t>(comm.world_size()) * cfg.accumulate, comm.world_size()});
   if (progress) resume_job(cfg, data, device, *progress, results, reporter);
   reporter.open_tensorboard();
 

@@ -17,6 +17,7 @@ packages=(
   python3 python3-venv python3-dev  # build_cuda.sh's torch venv; the training toolkit's C extension
   openssh-server openssh-client     # the training toolkit's mpi distribution
   libhdf5-dev hdf5-tools zlib1g-dev
+  libxxhash-dev  # XXH3 digests of the feature values read
   libopenmpi-dev openmpi-bin
   libcairo2-dev libopenslide-dev
   libprotobuf-dev protobuf-compiler libisal-dev
