@@ -63,7 +63,7 @@ void run_training(const TrainConfig& cfg, Communicator& comm) {
                                      {cfg.checkpoint_dir, "checkpoint directory"}});
   }
   CheckpointWriter checkpoints(cfg, comm);  // holds the checkpoint directory: a second job is refused now
-  const torch::Device device = resolve_device(cfg.device, comm.local_rank());
+  const torch::Device device = resolve_device(cfg.device, comm.local_rank(), comm.local_size());
   spdlog::info("[train] device {}, {} libtorch thread(s); {} rank(s) x {} bag(s) = {} bag(s) per optimiser step",
                device.str(), torch::get_num_threads(), comm.world_size(), cfg.accumulate,
                comm.world_size() * cfg.accumulate);
