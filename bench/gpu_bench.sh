@@ -188,8 +188,8 @@ if [ "$CAN_BUILD" = 1 ] && [ "$SKIP_BUILD" = 0 ]; then
   check nccl_train mpirun -np "$RANKS" --allow-run-as-root --bind-to none -x DSMIL_SAGEMAKER_ROOT "$TRAIN" \
     --train "$WORK/small" --epochs 2 --device cuda --comm nccl --no-resume true --tensorboard-dir none \
     --model-dir "$WORK/small_m" --output-dir "$WORK/small_o" --checkpoint-dir "$WORK/small_c"
-  if [ "$DRY_RUN" = 0 ] && ! grep -q '\[dist\] c10d nccl process group' "$WORK/check_nccl_train.log"; then
-    CHECKS+=("nccl_train: FAILED (no '[dist] c10d nccl process group' line)")
+  if [ "$DRY_RUN" = 0 ] && ! grep -q 'collectives over c10d nccl' "$WORK/check_nccl_train.log"; then
+    CHECKS+=("nccl_train: FAILED (no '[dist] collectives over c10d nccl' line)")
   fi
   for c in "${CHECKS[@]}"; do log "check $c"; done
 fi

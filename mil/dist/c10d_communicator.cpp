@@ -1,6 +1,5 @@
 #include "mil/dist/c10d_communicator.hpp"
 
-#include <spdlog/spdlog.h>
 #include <torch/version.h>
 #include <unistd.h>
 
@@ -173,10 +172,7 @@ C10dCommunicator::C10dCommunicator(std::unique_ptr<MpiCommunicator> mpi, C10dBac
   on_every_rank(*mpi_, object, "setting up the process group",
                 [&] { group_->pg = make_group(backend, group_->store, r, w, device_, one_host, timeout_s); });
   barrier();  // every rank connected before the first real collective
-  if (mpi_->is_main()) {
-    spdlog::info("[dist] c10d {} process group of {} ranks (store {}, device {})", c10d_backend_name(backend), w,
-                 address, device_.str());
-  }
+  description_ = "c10d " + c10d_backend_name(backend) + " (store " + address + ", device " + device_.str() + ")";
 }
 
 namespace {

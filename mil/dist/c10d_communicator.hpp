@@ -47,6 +47,8 @@ class C10dCommunicator final : public Communicator {
   void broadcast_bytes(std::string& bytes, int root) override;
   void barrier() override;
   bool reduces_on(const torch::Device& device) const override { return device == device_; }
+  // For the job's log: "c10d gloo (store host:port, device cpu)".
+  const std::string& describe() const { return description_; }
   [[noreturn]] void abort(int code) override;
 
   C10dBackend backend() const { return backend_; }
@@ -58,6 +60,7 @@ class C10dCommunicator final : public Communicator {
   C10dBackend backend_;
   torch::Device device_ = torch::kCPU;
   std::unique_ptr<Group> group_;
+  std::string description_;
 };
 
 }  // namespace mil

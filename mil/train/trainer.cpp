@@ -4,6 +4,7 @@
 
 #include <optional>
 
+#include "mil/dist/c10d_communicator.hpp"
 #include "mil/eval/evaluation.hpp"
 #include "mil/io/files.hpp"
 #include "mil/train/checkpoint_writer.hpp"
@@ -67,6 +68,10 @@ void run_training(const TrainConfig& cfg, Communicator& comm) {
   spdlog::info("[train] device {}, {} libtorch thread(s); {} rank(s) x {} bag(s) = {} bag(s) per optimiser step",
                device.str(), torch::get_num_threads(), comm.world_size(), cfg.accumulate,
                comm.world_size() * cfg.accumulate);
+  if (comm.world_size() > 1) {
+    const auto* c10d = dynamic_cast<const C10dCommunicator*>(&comm);
+    spdlog::info("[dist] collectives over {}", c10d != nullptr ? c10d->describe() : std::string("MPI"));
+  }
   const JobData data = load_job_data(cfg);
   reporter.plan(cfg.epochs * static_cast<int>(data.folds.size()));
 
