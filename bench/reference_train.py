@@ -17,7 +17,10 @@ What it keeps, step for step:
 - each epoch's test: loss, sklearn ROC AUC per class (1 when a class is absent), Youden thresholds,
   exact-match accuracy, selection score (sum(AUC) + accuracy) / 2; the weights and thresholds saved on
   improvement; early stop when the counter passes stop_epochs.
-Runs on the CPU (the authors' script hard-codes CUDA). Prints `final_val_auc=` (the last epoch's mean AUC).
+Runs on the CPU by default (the authors' script hard-codes CUDA); `--device cuda` runs it as they do: the
+model on the GPU, each bag copied there after loading (a blocking pageable copy), a loss.item() per bag.
+Prints `epoch=E seconds=S` after each epoch (train + test, for bench/gpu_bench.sh) and `final_val_auc=`
+(the last epoch's mean AUC).
 """
 import argparse
 import csv
@@ -26,6 +29,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 
 import h5py
 import numpy as np
@@ -111,10 +115,11 @@ def load_bag(item, args):
 
 def dropout_patches(feats, p):
     num_rows = feats.size(0)
-    return feats[torch.randperm(num_rows)[: int(num_rows * p)]]
+    return feats[torch.randperm(num_rows, device=feats.device)[: int(num_rows * p)]]
 
 
 def bag_forward(stacked, milnet, criterion, args):
+    stacked = stacked.to(args.device)  # the authors' Variable(...).cuda() of the label and the features
     bag_label = stacked[0, args.feats_size:].unsqueeze(0)
     bag_feats = dropout_patches(stacked[:, : args.feats_size], 1 - args.dropout_patch).view(-1, args.feats_size)
     ins_prediction, bag_prediction, _, _ = milnet(bag_feats)
@@ -149,8 +154,8 @@ def test(args, test_items, milnet, criterion):
         for item in test_items:
             loss, bag_label, bag_prediction = bag_forward(load_bag(item, args), milnet, criterion, args)
             total_loss = total_loss + loss.item()
-            labels.append(bag_label.squeeze(0).numpy().astype(int))
-            predictions.append(torch.sigmoid(bag_prediction).squeeze(0).numpy())
+            labels.append(bag_label.squeeze(0).cpu().numpy().astype(int))
+            predictions.append(torch.sigmoid(bag_prediction).squeeze(0).cpu().numpy())
     labels, predictions = np.array(labels), np.array(predictions)
     aucs, thresholds = [], []
     for c in range(args.num_classes):
@@ -172,6 +177,7 @@ def init_model(args):
                 nn.init.constant_(m.bias, 0)
 
     milnet.apply(apply_sparse_init)
+    milnet = milnet.to(args.device)
     criterion = nn.BCEWithLogitsLoss()
     optimizer = torch.optim.Adam(milnet.parameters(), lr=args.lr, betas=(0.5, 0.9), weight_decay=args.weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, args.epochs, args.min_lr)
@@ -192,6 +198,7 @@ def main():
     p.add_argument("--threads", type=int, default=0, help="torch threads; 0 = torch's default")
     p.add_argument("--load", choices=["pt", "h5"], default="pt",
                    help="pt: convert once, torch.load per bag per epoch (the authors'); h5: read the .h5 each epoch")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (the authors' code runs on cuda)")
     p.add_argument("--work-dir", default="", help="where the tensor files and weights go (default: a temp dir)")
     args = p.parse_args()
     args.num_classes = 1
@@ -217,11 +224,13 @@ def main():
     milnet, criterion, optimizer, scheduler = init_model(args)
     best_score, counter, aucs = 0, 0, [float("nan")]
     for epoch in range(1, args.epochs + 1):
+        epoch_start = time.perf_counter()
         counter += 1
         train_loss = train(args, train_items, milnet, criterion, optimizer)
         test_loss, avg_score, aucs, thresholds = test(args, val_items, milnet, criterion)
         print("\r Epoch [%d/%d] train loss: %.4f test loss: %.4f, average score: %.4f, AUC: %s"
               % (epoch, args.epochs, train_loss, test_loss, avg_score, "|".join("%.4f" % a for a in aucs)))
+        print("epoch=%d seconds=%.3f" % (epoch, time.perf_counter() - epoch_start), flush=True)
         scheduler.step()
         score = (sum(aucs) + avg_score) / 2
         if score > best_score:

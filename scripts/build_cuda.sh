@@ -20,6 +20,9 @@
 #   CMAKE_ARGS   extra arguments for the CMake configure step
 #   CUDACXX      nvcc to configure with (default: nvcc on PATH, else $CUDA_HOME/bin or /usr/local/cuda/bin)
 #   SYSTEM_FMT_INCLUDE  folder holding the fmt/ headers Debian's spdlog uses (default: /usr/include)
+#   DSMIL_SKIP_DEPS  1: do not run scripts/install_deps.sh (a machine with no package registry, whose
+#                packages bench/gpu_bench.sh checked)
+#   BUILD_TARGETS  space-separated targets to build (default: all)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
@@ -46,7 +49,7 @@ BUILD_TYPE=${BUILD_TYPE:-Release}
 JOBS=${JOBS:-$(nproc)}
 
 # The Debian packages (compiler, CMake, Ninja, HDF5, spdlog, GTest, ...) are shared with the default build.
-scripts/install_deps.sh
+[ "${DSMIL_SKIP_DEPS:-0}" = 1 ] || scripts/install_deps.sh
 
 # --- 1. Virtual environment with PyPI's torch --------------------------------------------------------
 VPY=$TORCH_VENV/bin/python
@@ -156,7 +159,8 @@ done
 # --- 3. Build ----------------------------------------------------------------------------------------
 log "building $BUILD_DIR with -j$JOBS"
 t0=$(now)
-cmake --build "$BUILD_DIR" -j "$JOBS"
+# shellcheck disable=SC2086
+cmake --build "$BUILD_DIR" -j "$JOBS" ${BUILD_TARGETS:+--target $BUILD_TARGETS}
 log "built in $(( $(now) - t0 )) s"
 
 # --- 4. Check what the test binary really links ------------------------------------------------------

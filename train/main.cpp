@@ -36,8 +36,7 @@ int main(int argc, char** argv) {
       return 0;
     }
     mil::validate(cfg);  // before MPI: every rank has the same arguments and fails the same way
-    comm = mil::make_communicator();
-    comm->set_collective_timeout(cfg.collective_timeout);
+    comm = mil::make_communicator({cfg.comm, cfg.device, cfg.collective_timeout});
     mil::setup_logging(cfg.log_level, comm->rank(), comm->world_size());
     mil::check_job_environment(env, comm->world_size());
     mil::set_torch_threads(cfg.threads, comm->local_size());

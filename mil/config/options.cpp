@@ -137,6 +137,9 @@ const OptionSpec kOptions[] = {
      &T::max_bag_bytes, kNone},
     {"Runtime", "threads", "N", "libtorch threads; 0 = auto (the process's share of the cores; 1 on a share of <= 2)", kRuns, &T::threads, &E::threads},
     {"Runtime", "device", "auto|cpu|cuda|cuda:N", "Compute device", kRuns, &T::device, &E::device},
+    {"Runtime", "comm", "auto|mpi|gloo|nccl",
+     "Collectives between mpirun ranks: MPI, or libtorch c10d's Gloo (CPU) or NCCL (GPU); auto = nccl on a GPU when "
+     "the build has it, else mpi", kRuns, &T::comm, kNone},
     {"Runtime", "collective-timeout", "S",
      "MPI ranks: end the job when a collective has waited S seconds for a rank (a hung rank); 0 = wait forever",
      kRuns, &T::collective_timeout, kNone},

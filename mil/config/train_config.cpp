@@ -162,6 +162,8 @@ void validate(const TrainConfig& cfg) {
   if (cfg.fold != -1 && cfg.folds == 0) throw Error("--fold " + option_text(cfg.fold) + " needs --folds K");
   check(cfg.fold >= -1 && cfg.fold < cfg.folds, "fold", "-1 (all) or in [0, " + option_text(cfg.folds) + ")",
         option_text(cfg.fold));
+  check(cfg.comm == "auto" || cfg.comm == "mpi" || cfg.comm == "gloo" || cfg.comm == "nccl", "comm",
+        "auto, mpi, gloo or nccl", "'" + cfg.comm + "'");
   validate_runtime_options(cfg.on_bad_slide, cfg.prefetch, cfg.threads, cfg.device, cfg.log_level);
 }
 

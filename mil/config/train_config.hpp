@@ -68,6 +68,7 @@ struct TrainConfig {
   std::string precision = "fp32";  // --precision: fp32|bf16 (the step's large products; mil/model/precision.hpp)
   int threads = 0;                 // --threads: libtorch threads, 0 = auto (set_torch_threads)
   std::string device = "auto";     // --device: auto|cpu|cuda|cuda:N
+  std::string comm = "auto";       // --comm: auto|mpi|gloo|nccl, the collectives between mpirun ranks
   std::string log_level = "info";  // --log-level
   std::string config_file;         // --config FILE (JSON object of option -> value)
 

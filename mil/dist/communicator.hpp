@@ -17,8 +17,12 @@ class Communicator {
   virtual int local_size() const = 0;  // processes on this host (share its cores)
   bool is_main() const { return rank() == 0; }
 
-  // In place: every rank ends with the element-wise sum over ranks. CPU float32/float64 tensors.
+  // In place: every rank ends with the element-wise sum over ranks. Float32/float64 tensors on the CPU, or
+  // on a device for which reduces_on() is true.
   virtual void allreduce_sum(torch::Tensor& t) = 0;
+  // Whether allreduce_sum works on a tensor on `device` in place, with no copy through the host: the CPU,
+  // and this rank's GPU for NCCL (C10dCommunicator). Others need their tensors staged through the CPU.
+  virtual bool reduces_on(const torch::Device& device) const { return device.is_cpu(); }
   // In place: every rank ends with rank `root`'s values.
   virtual void broadcast(torch::Tensor& t, int root) = 0;
   // The largest of every rank's value (agreeing on a stop flag, a step count).
@@ -50,8 +54,24 @@ class LocalCommunicator final : public Communicator {
   [[noreturn]] void abort(int code) override;
 };
 
-// The MPI communicator when this process was started by OpenMPI's mpirun (OMPI_COMM_WORLD_SIZE is set),
-// else the local one: without mpirun, MPI is never initialised.
-std::unique_ptr<Communicator> make_communicator();
+// How the ranks of a job talk (--comm): MPI, or libtorch's c10d with Gloo (CPU) or NCCL (GPU).
+enum class Transport { kMpi, kGloo, kNccl };
+
+// The transport --comm `kind` names for --device `device` on this machine and build: "auto" is NCCL when the
+// build has it and the device is a GPU, else MPI. Throws mil::Error naming --comm, before anything starts,
+// when the build lacks the back end, or when NCCL is asked for without a GPU (--device cpu, or none visible).
+Transport choose_transport(const std::string& kind, const std::string& device);
+
+struct CommOptions {
+  std::string kind = "mpi";          // --comm
+  std::string device = "cpu";        // --device
+  double collective_timeout = 1800;  // --collective-timeout (seconds, 0 = none)
+};
+
+// Without mpirun (OMPI_COMM_WORLD_SIZE unset) the local communicator: MPI is never initialised. Under
+// mpirun, the transport choose_transport() picks: the MpiCommunicator, or the C10dCommunicator on top of it
+// (NCCL on this rank's GPU, resolve_device). The transport is checked first, on every rank alike, so a
+// --comm that cannot work here fails at once on every rank.
+std::unique_ptr<Communicator> make_communicator(const CommOptions& options = {});
 
 }  // namespace mil

@@ -59,6 +59,18 @@ void sum_flat_gradients(torch::Tensor& buffer, int64_t n_grad, Communicator& com
   }
   torch::NoGradGuard no_grad;
   torch::Tensor used = buffer.narrow(0, 0, n_grad + n_flags);
+  if (!used.device().is_cpu() && comm.reduces_on(used.device())) {
+    // NCCL: the buffer stays on the GPU. The flags go up in one small copy and come back in one, the step's
+    // only read on the host (their sums decide a stop or a checkpoint at this step).
+    if (n_flags > 0) used.narrow(0, n_grad, n_flags).copy_(torch::tensor(*flags, torch::kFloat));
+    comm.allreduce_sum(used);
+    if (n_flags > 0) {
+      const torch::Tensor sums = used.narrow(0, n_grad, n_flags).to(torch::kCPU);
+      std::copy(sums.data_ptr<float>(), sums.data_ptr<float>() + n_flags, flags->begin());
+    }
+    return;
+  }
+  // The CPU, or a GPU with MPI/Gloo: the buffer through the host and back.
   torch::Tensor host = used.device().is_cpu() ? used : used.to(torch::kCPU);
   float* data = host.data_ptr<float>();
   for (int64_t i = 0; i < n_flags; ++i) data[n_grad + i] = (*flags)[static_cast<size_t>(i)];

@@ -25,6 +25,8 @@ void average_gradients(const std::vector<torch::Tensor>& params, Communicator& c
 // least flags->size() spare floats after them. One all-reduce sums the gradients over ranks in place (no
 // division: the optimiser folds the mean over the step's bags into its pass) with the flags riding in the
 // spare floats; the flags are replaced by their sums. Throws mil::Error if the spare floats are too few.
+// A buffer on a device the communicator reduces on (NCCL's GPU) is reduced there in place; elsewhere (MPI or
+// Gloo with a GPU buffer) it goes through a host copy and back.
 void sum_flat_gradients(torch::Tensor& buffer, int64_t n_grad, Communicator& comm, std::vector<float>* flags);
 
 }  // namespace mil

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <optional>
 
+#include "mil/dist/c10d_communicator.hpp"
 #include "mil/eval/evaluation.hpp"
 #include "mil/io/files.hpp"
 #include "mil/model/precision.hpp"
@@ -96,12 +97,16 @@ void run_training(const TrainConfig& cfg, Communicator& comm) {
                                      {cfg.checkpoint_dir, "checkpoint directory"}});
   }
   CheckpointWriter checkpoints(cfg, comm);  // holds the checkpoint directory: a second job is refused now
-  const torch::Device device = resolve_device(cfg.device, comm.local_rank());
+  const torch::Device device = resolve_device(cfg.device, comm.local_rank(), comm.local_size());
   require_precision_support(parse_precision(cfg.precision), device);  // before any data is read
   spdlog::info(
       "[train] device {}, precision {}, {} libtorch thread(s); {} rank(s) x {} bag(s) = {} bag(s) per optimiser step",
       device.str(), cfg.precision, torch::get_num_threads(), comm.world_size(), cfg.accumulate,
       comm.world_size() * cfg.accumulate);
+  if (comm.world_size() > 1) {
+    const auto* c10d = dynamic_cast<const C10dCommunicator*>(&comm);
+    spdlog::info("[dist] collectives over {}", c10d != nullptr ? c10d->describe() : std::string("MPI"));
+  }
   const JobData data = load_job_data(cfg);
   reporter.plan(cfg.epochs * static_cast<int>(data.folds.size()));
 

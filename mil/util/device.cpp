@@ -1,19 +1,38 @@
 #include "mil/util/device.hpp"
 
-#include <algorithm>
-
 #include "mil/util/error.hpp"
 
 namespace mil {
 
-torch::Device resolve_device(const std::string& spec, int local_rank) {
+torch::Device resolve_device(const std::string& spec, int local_rank, int local_size) {
   if (spec == "cpu") return torch::kCPU;
   const bool cuda = torch::cuda::is_available();
-  if (spec == "auto")
-    return cuda ? torch::Device(torch::kCUDA, local_rank % std::max<int>(1, torch::cuda::device_count())) : torch::kCPU;
+  if (spec == "auto" && !cuda) return torch::kCPU;
   if (!cuda) throw Error("", "--device", "'" + spec + "' asked for, but CUDA is not available in this build/machine");
-  if (spec == "cuda") return torch::Device(torch::kCUDA, local_rank % static_cast<int>(torch::cuda::device_count()));
+  if (spec == "auto" || spec == "cuda") {
+    const int gpus = static_cast<int>(torch::cuda::device_count());
+    return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(gpu_for_local_rank(local_rank, local_size, gpus)));
+  }
   return torch::Device(spec);
+}
+
+bool device_is_cuda(const std::string& spec) {
+  return spec != "cpu" && torch::cuda::is_available();
+}
+
+int gpu_for_local_rank(int local_rank, int local_size, int gpus) {
+  if (gpus < 1) throw Error("", "--device", "a GPU was asked for, but this host has none");
+  if (local_size > gpus) {
+    throw Error("", "--device",
+                std::to_string(local_size) + " ranks on this host but only " + std::to_string(gpus) +
+                    " GPU(s): start at most one rank per GPU (mpirun -np / --map-by ppr:" + std::to_string(gpus) +
+                    ":node), or --device cpu");
+  }
+  if (local_rank < 0 || local_rank >= local_size) {
+    throw Error("", "--device",
+                "local rank " + std::to_string(local_rank) + " outside [0, " + std::to_string(local_size) + ")");
+  }
+  return local_rank;
 }
 
 }  // namespace mil

@@ -82,7 +82,7 @@ TEST(TrainingSettings, LeaveOutWhereAndHowFastButKeepWhatIsTrained) {
   // clang-format off
   const std::set<std::string> expected = {
       "train", "validation", "test", "labels", "validation-labels", "test-labels", "split-csv", "prefetch",
-      "model-dir", "output-dir", "failure-file", "tensorboard-dir", "threads", "device", "log-level",
+      "model-dir", "output-dir", "failure-file", "tensorboard-dir", "threads", "device", "comm", "log-level",
       "checkpoint-dir", "checkpoint-every-steps", "checkpoint-every-seconds", "keep-checkpoints", "no-resume",
       "max-bag-bytes", "collective-timeout", "cache-budget"};
   // clang-format on

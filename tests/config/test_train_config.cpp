@@ -520,6 +520,7 @@ TEST(TrainConfig, ValidationNamesTheOption) {
       {[](TrainConfig& c) { c.device = "gpu"; }, "--device"},
       {[](TrainConfig& c) { c.device = "cuda:"; }, "--device"},
       {[](TrainConfig& c) { c.device = "cuda:x"; }, "--device"},
+      {[](TrainConfig& c) { c.comm = "tcp"; }, "--comm must be auto, mpi, gloo or nccl (got 'tcp')"},
       {[](TrainConfig& c) { c.prefetch = 0; }, "--prefetch"},
       {[](TrainConfig& c) { c.max_bag_bytes = 0; }, "--max-bag-bytes must be >= 1"},
       {[](TrainConfig& c) { c.collective_timeout = -1; }, "--collective-timeout must be >= 0"},

@@ -35,16 +35,20 @@ class FakeRanks final : public Communicator {
   torch::Tensor allgather(const torch::Tensor& t) override { return t.repeat({world_}); }
   void broadcast_bytes(std::string&, int) override {}
   void barrier() override {}
+  bool reduces_on(const torch::Device& device) const override { return device.is_cpu() || on_gpu; }
   [[noreturn]] void abort(int code) override { std::exit(code); }
 
+  bool on_gpu = false;  // reduces GPU tensors in place, as NCCL does
   float root_value = 7;
+  const void* last_data = nullptr;  // of the last collective's tensor
   int calls = 0;
   int64_t elements = 0;
 
  private:
   void record(const torch::Tensor& t) {
-    EXPECT_TRUE(t.device().is_cpu());
+    EXPECT_TRUE(t.device().is_cpu() || on_gpu);
     EXPECT_TRUE(t.is_contiguous());
+    last_data = t.data_ptr();
     ++calls;
     elements += t.numel();
   }
@@ -119,6 +123,26 @@ TEST(SumFlatGradients, OneAllreduceOfTheBufferInPlaceWithTheFlagsInItsSpareFloat
   EXPECT_EQ(flags, (std::vector<float>{3, 0}));
   std::vector<float> too_many = {0, 0, 0, 0};
   EXPECT_THROW(sum_flat_gradients(buffer, 4, comm, &too_many), Error);
+}
+
+// The CUDA build on a GPU (bench/gpu_bench.sh runs these): with NCCL the flat gradient is reduced where it
+// lies, with MPI it goes through the host and back; the sums and the flags come out the same.
+TEST(SumFlatGradients, AGpuBufferStaysOnTheGpuWhenTheCommunicatorReducesThere) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "needs a GPU";
+  for (const bool nccl : {true, false}) {
+    FakeRanks comm(3);
+    comm.on_gpu = nccl;
+    torch::Tensor buffer = torch::tensor({1.0f, -2.0f, 0.5f, 4.0f, 99.0f, 99.0f, 99.0f}).to(torch::kCUDA);
+    const void* data = buffer.data_ptr();
+    std::vector<float> flags = {1, 0};
+    sum_flat_gradients(buffer, 4, comm, &flags);
+    EXPECT_EQ(comm.calls, 1);
+    EXPECT_EQ(comm.elements, 6);
+    EXPECT_EQ(comm.last_data == data, nccl);  // NCCL: the buffer itself; MPI: a host copy
+    EXPECT_EQ(buffer.data_ptr(), data);
+    EXPECT_TRUE(torch::equal(buffer.narrow(0, 0, 4).cpu(), torch::tensor({3.0f, -6.0f, 1.5f, 12.0f})));
+    EXPECT_EQ(flags, (std::vector<float>{3, 0}));
+  }
 }
 
 TEST(BroadcastParameters, OneBroadcastSetsEveryParameter) {
