@@ -213,6 +213,10 @@ JobProgress decode_checked(const Checkpoint& ckpt, const JobIdentity& expected) 
     for (size_t i = 0; i < names.size(); ++i) tensors.by_name[names[i]] = values[i];
   } catch (const c10::Error& e) {
     throw Error(ckpt.path, kTensors, std::string("unreadable: ") + e.what_without_backtrace());
+  } catch (const Error&) {
+    throw;
+  } catch (const std::exception& e) {  // torch::load's TorchScript parser throws std::runtime_error subclasses
+    throw Error(ckpt.path, kTensors, std::string("unreadable: ") + e.what());
   }
 
   JobProgress p;
