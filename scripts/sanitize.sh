@@ -2,8 +2,8 @@
 # The unit tests (ctest label `unit`: dsmil_tests, and the fuzz targets replayed over their committed corpus,
 # dsmil_fuzz_replay) built with AddressSanitizer + UndefinedBehaviorSanitizer in their own build directory
 # (default build-sanitize; DSMIL_SANITIZE=ON). Only what the unit tests need is built (no benches, trainer
-# or evaluator binaries), at -O1 -g1: line tables are enough for the stack traces, and it compiles faster
-# than -O2 -g. CI runs it from scripts/test.sh.
+# or evaluator binaries), at -O1 -g1: line tables are enough for the stack traces
+# (its compile time against -O2 -g is not measured). CI runs it from scripts/test.sh.
 # libtorch, HDF5 and OpenMPI stay Debian's uninstrumented libraries: leak detection is off (libtorch keeps
 # global allocations until exit) and so is the ODR check (protobuf and libtorch each carry copies of the
 # same symbols); every other ASan/UBSan finding fails its test.
