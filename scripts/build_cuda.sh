@@ -18,6 +18,7 @@
 #   BUILD_TYPE   CMake build type (default: Release)
 #   JOBS         parallel build jobs (default: nproc)
 #   CMAKE_ARGS   extra arguments for the CMake configure step
+#   CTEST_ARGS   extra arguments for ctest with --test (scripts/test.sh: -j and the tests it leaves out)
 #   CUDACXX      nvcc to configure with (default: nvcc on PATH, else $CUDA_HOME/bin or /usr/local/cuda/bin)
 #   SYSTEM_FMT_INCLUDE  folder holding the fmt/ headers Debian's spdlog uses (default: /usr/include)
 #   DSMIL_SKIP_DEPS  1: do not run scripts/install_deps.sh (a machine with no package registry, whose
@@ -204,7 +205,8 @@ done
 if [ "$RUN_TESTS" = 1 ]; then
   log "running tests in $BUILD_DIR"
   t0=$(now)
-  ctest --test-dir "$BUILD_DIR" --output-on-failure
+  # shellcheck disable=SC2086
+  ctest --test-dir "$BUILD_DIR" --output-on-failure ${CTEST_ARGS:-}
   log "tests passed in $(( $(now) - t0 )) s"
 fi
 log "done: $BUILD_DIR (torch $TORCH_VERSION)"

@@ -384,7 +384,7 @@ Layer json_layer(const std::string& path, bool is_config_file) {
   json doc;
   try {
     doc = json::parse(io::read_file(path));
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, or out_of_range for a number like 1e999 (fuzz_hyperparameters)
     throw Error(path, "", std::string("not valid JSON: ") + e.what());
   }
   if (!doc.is_object()) throw Error(path, "", "expected a JSON object of option -> value");

@@ -161,9 +161,16 @@ H5DatasetInfo H5Reader::info_of(const H5::DataSet& ds, const std::string& datase
     info.type_size = ds.getDataType().getSize();
     const H5::DSetCreatPropList props = ds.getCreatePlist();
     if (props.getLayout() == H5D_CHUNKED) {
-      std::vector<hsize_t> chunk(dims.size());
-      props.getChunk(static_cast<int>(chunk.size()), chunk.data());
-      info.chunk.assign(chunk.begin(), chunk.end());
+      std::vector<hsize_t> chunk(H5S_MAX_RANK);
+      const int rank = props.getChunk(static_cast<int>(chunk.size()), chunk.data());
+      // HDF5 writes no such file, and reading one kept it busy for minutes (a scalar dataspace with 2-d
+      // chunks; found by fuzz_h5): a corrupt header.
+      if (rank != static_cast<int>(dims.size())) {
+        throw Error(file_, dataset,
+                    "corrupt header: chunks of rank " + std::to_string(rank) + " for a dataset of rank " +
+                        std::to_string(dims.size()));
+      }
+      info.chunk.assign(chunk.begin(), chunk.begin() + rank);
       info.filters = props.getNfilters();
     }
     return info;

@@ -4,6 +4,7 @@
 #include <torch/csrc/jit/serialization/pickle.h>
 #include <torch/csrc/jit/serialization/unpickler.h>
 
+#include <charconv>
 #include <cstring>
 #include <filesystem>
 #include <map>
@@ -180,7 +181,13 @@ class OpReader {
   uint64_t memo_index(const Op& op) const {
     if (op.code == 'h' || op.code == 'q') return read_le(p_, op.arg, 1);
     if (op.code == 'j' || op.code == 'r') return read_le(p_, op.arg, 4);
-    return std::stoull(p_.substr(op.arg, op.end - op.arg - 1));  // GET / PUT: decimal line
+    // GET / PUT: a decimal line (std::stoull would throw std::invalid_argument past our error handling).
+    uint64_t index = 0;
+    const char* first = p_.data() + op.arg;
+    const char* last = p_.data() + op.end - 1;
+    const auto [end, ec] = std::from_chars(first, last, index);
+    if (ec != std::errc() || end != last) fail("memo index '" + std::string(first, last) + "' is not a number");
+    return index;
   }
 
   [[noreturn]] void fail(const std::string& why) const {
@@ -357,12 +364,16 @@ c10::IValue read_torch_archive(const std::string& path) {
   } catch (const c10::Error& e) {
     throw Error(path, "", "not a PyTorch zip archive (torch.save format): " + first_line(e.what()));
   }
-  if (!archive->hasRecord("data.pkl")) {
-    throw Error(path, "data.pkl", "missing: this archive was not written by torch.save");
+  std::string pickle;
+  try {
+    if (!archive->hasRecord("data.pkl")) {
+      throw Error(path, "data.pkl", "missing: this archive was not written by torch.save");
+    }
+    auto [pickle_ptr, pickle_size] = archive->getRecord("data.pkl");
+    pickle = plain_dicts_for_ordered_dicts(std::string(static_cast<const char*>(pickle_ptr.get()), pickle_size), path);
+  } catch (const c10::Error& e) {  // a corrupt zip directory or record
+    throw Error(path, "data.pkl", "unreadable: " + first_line(e.what()));
   }
-  auto [pickle_ptr, pickle_size] = archive->getRecord("data.pkl");
-  const std::string pickle =
-      plain_dicts_for_ordered_dicts(std::string(static_cast<const char*>(pickle_ptr.get()), pickle_size), path);
 
   size_t offset = 0;
   auto read_bytes = [&](char* buf, size_t n) {
@@ -379,7 +390,11 @@ c10::IValue read_torch_archive(const std::string& path) {
   try {
     torch::jit::Unpickler unpickler(read_bytes, nullptr, nullptr, read_record, at::Device(at::kCPU));
     return unpickler.parse_ivalue();
-  } catch (const c10::Error& e) {
+  } catch (const Error&) {
+    throw;  // read_record's
+  } catch (const std::exception& e) {
+    // c10::Error, and on a corrupt stream also std::out_of_range from the unpickler's memo table (a bad GET)
+    // or miniz's record errors: all mean the same to the user.
     throw Error(path, "data.pkl", "cannot unpickle: " + first_line(e.what()));
   }
 }

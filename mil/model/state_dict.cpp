@@ -158,10 +158,18 @@ SavedModel read_model(const std::string& path) {
                     "model format " + std::to_string(version) + " is newer than this build reads (" +
                         std::to_string(kModelFormatVersion) + ")");
       }
-      saved.config = model_config_from_json(
-          nlohmann::json::parse(dict.at(c10::IValue(std::string("config"))).toStringRef()), path);
-      saved.metadata = nlohmann::json::parse(dict.at(c10::IValue(std::string("metadata"))).toStringRef());
-      saved.weights = state_dict_from_ivalue(dict.at(c10::IValue(std::string("state_dict"))), path);
+      // A damaged file: config/metadata JSON that does not parse, an entry missing or of another type
+      // (nlohmann, c10 and std::out_of_range exceptions; found by fuzz_torch_archive).
+      try {
+        saved.config = model_config_from_json(
+            nlohmann::json::parse(dict.at(c10::IValue(std::string("config"))).toStringRef()), path);
+        saved.metadata = nlohmann::json::parse(dict.at(c10::IValue(std::string("metadata"))).toStringRef());
+        saved.weights = state_dict_from_ivalue(dict.at(c10::IValue(std::string("state_dict"))), path);
+      } catch (const Error&) {
+        throw;
+      } catch (const std::exception& e) {
+        throw Error(path, "", std::string("malformed dsmil model file: ") + e.what());
+      }
       return saved;
     }
   }

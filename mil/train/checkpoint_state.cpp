@@ -239,7 +239,9 @@ std::map<std::string, std::string> encode_checkpoint(const JobProgress& progress
   return files;
 }
 
-JobProgress decode_checkpoint(const Checkpoint& ckpt, const JobIdentity& expected) {
+namespace {
+
+JobProgress decode_checked(const Checkpoint& ckpt, const JobIdentity& expected) {
   const auto file = [&](const char* name) -> const std::string& {
     auto it = ckpt.files.find(name);
     if (it == ckpt.files.end()) throw Error(ckpt.path, name, "missing from the checkpoint");
@@ -288,6 +290,10 @@ JobProgress decode_checkpoint(const Checkpoint& ckpt, const JobIdentity& expecte
     for (size_t i = 0; i < names.size(); ++i) tensors.by_name[names[i]] = values[i];
   } catch (const c10::Error& e) {
     throw Error(ckpt.path, kTensors, std::string("unreadable: ") + e.what_without_backtrace());
+  } catch (const Error&) {
+    throw;
+  } catch (const std::exception& e) {  // torch::load's TorchScript parser throws std::runtime_error subclasses
+    throw Error(ckpt.path, kTensors, std::string("unreadable: ") + e.what());
   }
 
   JobProgress p;
@@ -342,6 +348,18 @@ JobProgress decode_checkpoint(const Checkpoint& ckpt, const JobIdentity& expecte
     }
   }
   return p;
+}
+
+}  // namespace
+
+JobProgress decode_checkpoint(const Checkpoint& ckpt, const JobIdentity& expected) {
+  // state.json of another shape (not an object, an identity field missing or of another type) must not
+  // reach the user as a bare json exception (fuzz/fuzz_checkpoint.cpp; tests/fuzz/corpus/checkpoint/regression-*).
+  try {
+    return decode_checked(ckpt, expected);
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(ckpt.path, kState, std::string("malformed: ") + e.what());
+  }
 }
 
 }  // namespace mil
