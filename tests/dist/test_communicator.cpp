@@ -8,7 +8,7 @@
 
 #include "mil/dist/c10d_communicator.hpp"
 #include "mil/dist/communicator.hpp"
-#include "test_util.hpp"
+#include "tests/test_util.hpp"
 
 namespace mil {
 namespace {

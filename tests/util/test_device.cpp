@@ -5,7 +5,7 @@
 
 #include "mil/util/device.hpp"
 #include "mil/util/error.hpp"
-#include "test_util.hpp"
+#include "tests/test_util.hpp"
 
 namespace mil {
 namespace {
