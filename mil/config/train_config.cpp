@@ -155,6 +155,7 @@ void validate(const TrainConfig& cfg) {
   check(cfg.min_lr >= 0, "min-lr", ">= 0", option_text(cfg.min_lr));
   check(cfg.stop_epochs >= 1, "stop-epochs", ">= 1", option_text(cfg.stop_epochs));
   check(cfg.accumulate >= 1, "accumulate", ">= 1", option_text(cfg.accumulate));
+  check(cfg.bags_per_step >= 1, "bags-per-step", ">= 1", option_text(cfg.bags_per_step));
   check(cfg.val_fraction >= 0 && cfg.val_fraction < 1, "val-fraction", "in [0, 1)", option_text(cfg.val_fraction));
   check(cfg.folds == 0 || cfg.folds >= 2, "folds", "0 (off) or >= 2", option_text(cfg.folds));
   if (cfg.fold != -1 && cfg.folds == 0) throw Error("--fold " + option_text(cfg.fold) + " needs --folds K");

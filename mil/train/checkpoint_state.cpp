@@ -184,7 +184,7 @@ JobProgress decode_checkpoint(const Checkpoint& ckpt, const JobIdentity& expecte
   // The identity: refuse to continue another training.
   std::vector<std::string> why = setting_differences(state.at("settings"), expected.settings);
   if (state.at("bags_per_step").get<int64_t>() != expected.bags_per_step) {
-    why.push_back("bags per step (ranks x --accumulate): " + state.at("bags_per_step").dump() +
+    why.push_back("bags per step (ranks x --accumulate x --bags-per-step): " + state.at("bags_per_step").dump() +
                   " in the checkpoint, now " + std::to_string(expected.bags_per_step));
   }
   if (state.at("data_digest").get<std::string>() != expected.data_digest) {
