@@ -8,11 +8,15 @@
 // GFLOP/s and its ratio to the sgemm's. Then --precision bf16's step against the fused fp32 step (same
 // process, interleaved): on a bfloat16 bag (as the bf16 RAM cache serves it) and on a float32 bag (rounded
 // in the step), with the bf16 matmul of the dominant shape for scale. Then tiny bags (2-13 instances,
-// D = 200): steps per second.
+// D = 200): steps and bags per second of one bag per step (autograd, fused) and of packed steps
+// (mil::PackedStep, --bags-per-step K = 1, 8, 32: the pack's concatenation, one forward/backward and one
+// FusedAdam step per K bags).
 // Measurements interleave (sgemm, autograd, fused per round) so load from other processes hits all alike.
 // Run: build/bench/dsmil_bench_step [--threads N] [--rounds R] [--clock cpu] [--bf16-only]
 #include <time.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cxxopts.hpp>
 #include <fstream>
@@ -26,6 +30,7 @@
 #include "mil/model/dsmil_step.hpp"
 #include "mil/model/loss.hpp"
 #include "mil/model/precision.hpp"
+#include "mil/model/packed_step.hpp"
 #include "mil/train/fused_adam.hpp"
 #include "mil/util/logging.hpp"
 #include "mil/util/threads.hpp"
@@ -55,6 +60,7 @@ struct Steppers {
     flat = std::make_unique<mil::FlatParameters>(*fast);
     step = std::make_unique<mil::DsmilStep>(*flat);
     fused = std::make_unique<mil::FusedAdam>(flat->values(), flat->grads(), mil::OptimizerConfig{});
+    packed = std::make_unique<mil::PackedStep>(*flat);
   }
   double autograd_step(const std::vector<torch::Tensor>& bags, const torch::Tensor& y) {
     adam->zero_grad();
@@ -75,12 +81,26 @@ struct Steppers {
     fused->step(static_cast<int64_t>(bags.size()));
     return loss;
   }
+  // One optimiser step over bags [first, first + k) of `bags`, packed into one forward/backward.
+  double packed_step(const std::vector<torch::Tensor>& bags, size_t first, size_t k, const torch::Tensor& targets) {
+    flat->grads().zero_();
+    const size_t last = std::min(bags.size(), first + k);
+    const std::vector<torch::Tensor> members(bags.begin() + static_cast<std::ptrdiff_t>(first),
+                                             bags.begin() + static_cast<std::ptrdiff_t>(last));
+    mil::PackedBags pack{torch::cat(members, 0), {0}, targets.narrow(0, 0, static_cast<int64_t>(last - first)), {}};
+    for (const torch::Tensor& x : members) pack.offsets.push_back(pack.offsets.back() + x.size(0));
+    double loss = 0;
+    for (double l : packed->accumulate(pack)) loss += l;
+    fused->step(static_cast<int64_t>(last - first));
+    return loss;
+  }
   mil::DsmilNet ref, fast;
   std::vector<torch::Tensor> params;
   std::unique_ptr<torch::optim::Adam> adam;
   std::unique_ptr<mil::FlatParameters> flat;
   std::unique_ptr<mil::DsmilStep> step;
   std::unique_ptr<mil::FusedAdam> fused;
+  std::unique_ptr<mil::PackedStep> packed;
   mil::LocalCommunicator comm;
 };
 
@@ -235,24 +255,39 @@ void tiny_bags(int rounds) {
   std::vector<torch::Tensor> bags;
   for (int i = 0; i < 200; ++i) bags.push_back(torch::randn({size(rng), mc.feature_dim}));
   const torch::Tensor y = torch::ones({1});
-  std::vector<double> t_ref, t_fast;
+  const std::vector<size_t> packs = {1, 8, 32};
+  const torch::Tensor targets = torch::ones({32, 1});
+  // Per round, each way trains the 200 bags once: autograd, fused (one bag per step), then packed per K.
+  std::vector<std::vector<double>> times(2 + packs.size());
   for (int r = 0; r <= rounds; ++r) {
-    const double a = time_it([&] {
+    std::vector<double> t;
+    t.push_back(time_it([&] {
       for (const torch::Tensor& x : bags) s.autograd_step({x}, y);
-    });
-    const double f = time_it([&] {
+    }));
+    t.push_back(time_it([&] {
       for (const torch::Tensor& x : bags) s.fused_step({x}, y);
-    });
+    }));
+    for (size_t k : packs) {
+      t.push_back(time_it([&] {
+        for (size_t first = 0; first < bags.size(); first += k) s.packed_step(bags, first, k, targets);
+      }));
+    }
     if (r == 0) continue;
-    t_ref.push_back(a);
-    t_fast.push_back(f);
+    for (size_t i = 0; i < t.size(); ++i) times[i].push_back(t[i]);
   }
   const double n = static_cast<double>(bags.size());
+  const double fused = median(times[1]);
   std::printf(
-      "\n| tiny bags (2-13 instances, D = 200, one bag per step) | autograd steps/s | fused steps/s | ratio |\n");
+      "\n| tiny bags (200 bags of 2-13 instances, D = 200) | steps/s | bags/s | bags/s vs fused one bag per step |\n");
   std::printf("| --- | --- | --- | --- |\n");
-  std::printf("| 200 bags | %.0f | %.0f | %.2fx |\n", n / median(t_ref), n / median(t_fast),
-              median(t_ref) / median(t_fast));
+  std::printf("| autograd, one bag per step | %.0f | %.0f | %.2fx |\n", n / median(times[0]), n / median(times[0]),
+              fused / median(times[0]));
+  std::printf("| fused, one bag per step | %.0f | %.0f | 1.00x |\n", n / fused, n / fused);
+  for (size_t i = 0; i < packs.size(); ++i) {
+    const double steps = std::ceil(n / static_cast<double>(packs[i]));
+    const double t = median(times[2 + i]);
+    std::printf("| packed, --bags-per-step %zu | %.0f | %.0f | **%.2fx** |\n", packs[i], steps / t, n / t, fused / t);
+  }
 }
 
 }  // namespace

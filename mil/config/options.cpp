@@ -97,6 +97,9 @@ const OptionSpec kOptions[] = {
     {"Optimisation", "accumulate", "K",
      "Bags per rank per optimiser step (gradients averaged over the K bags of every rank); R ranks with K train "
      "the same bags in the same steps as 1 rank with R*K", kTrains, &T::accumulate, kNone},
+    {"Optimisation", "bags-per-step", "K",
+     "Bags packed into one forward/backward (CPU): the update of --accumulate K, K times fewer passes; with "
+     "--accumulate A and R ranks a step trains R*A*K bags, each rank A packs of K", kTrains, &T::bags_per_step, kNone},
     {"Splits", "val-fraction", "F", "Validation fraction split from --train (without --validation, --folds or --split-csv)",
      kTrains, &T::val_fraction, kNone},
     {"Splits", "folds", "K", "Stratified K-fold cross-validation; 0 = off", kTrains, &T::folds, kNone},

@@ -137,6 +137,9 @@ void validate(const TrainConfig& cfg) {
         "auto, none, ram or ram32",
         quoted(cfg.cache));
   check(cfg.precision == "fp32" || cfg.precision == "bf16", "precision", "fp32 or bf16", quoted(cfg.precision));
+  // The packed step multiplies in float32 only (mil::PackedStep); bf16 is for WSI-sized bags anyway.
+  check(cfg.precision == "fp32" || cfg.bags_per_step == 1, "precision", "fp32 with --bags-per-step > 1",
+        quoted(cfg.precision));
   check(cfg.cache_budget >= 0, "cache-budget", ">= 0 (GB; 0 = no bound)", option_text(cfg.cache_budget));
   check(cfg.max_bag_bytes >= 1, "max-bag-bytes", ">= 1", option_text(static_cast<double>(cfg.max_bag_bytes)));
   check(cfg.collective_timeout >= 0, "collective-timeout", ">= 0 (0 = wait forever)",
@@ -157,6 +160,7 @@ void validate(const TrainConfig& cfg) {
   check(cfg.min_lr >= 0, "min-lr", ">= 0", option_text(cfg.min_lr));
   check(cfg.stop_epochs >= 1, "stop-epochs", ">= 1", option_text(cfg.stop_epochs));
   check(cfg.accumulate >= 1, "accumulate", ">= 1", option_text(cfg.accumulate));
+  check(cfg.bags_per_step >= 1, "bags-per-step", ">= 1", option_text(cfg.bags_per_step));
   check(cfg.val_fraction >= 0 && cfg.val_fraction < 1, "val-fraction", "in [0, 1)", option_text(cfg.val_fraction));
   check(cfg.folds == 0 || cfg.folds >= 2, "folds", "0 (off) or >= 2", option_text(cfg.folds));
   if (cfg.fold != -1 && cfg.folds == 0) throw Error("--fold " + option_text(cfg.fold) + " needs --folds K");

@@ -58,6 +58,7 @@ struct TrainConfig {
   double min_lr = 5e-6;        // --min-lr: cosine schedule floor
   int stop_epochs = 10;        // --stop-epochs: early stop after this many epochs without improvement
   int accumulate = 1;          // --accumulate K: bags per rank per optimiser step, gradients averaged
+  int bags_per_step = 1;       // --bags-per-step K: bags per packed forward/backward (x accumulate x ranks)
   // Splits
   double val_fraction = 0.2;  // --val-fraction (without --validation / --folds / --split-csv)
   int folds = 0;              // --folds K: stratified k-fold cross-validation

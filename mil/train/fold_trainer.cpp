@@ -36,9 +36,10 @@ std::vector<int64_t> slots_of_rank(int q, int64_t steps_done, int per_rank, int6
 }
 
 // One fold's training state and its steps. A step trains one bag per sampler slot: world_size * accumulate
-// slots, rank r taking slots [r * accumulate, (r + 1) * accumulate). The plan depends only on the slot
-// count, and size balancing is on whenever a step has more than one bag, so R ranks and one process with
-// --accumulate R train the same bags in the same steps.
+// * bags_per_step slots, rank r taking the per_rank_ = accumulate * bags_per_step slots from r * per_rank_
+// (with --bags-per-step K, in packs of K consecutive slots). The plan depends only on the slot count, and
+// size balancing is on whenever a step has more than one bag, so R ranks, one process with --accumulate R
+// and one with --bags-per-step R train the same bags in the same steps.
 class FoldRun {
  public:
   FoldRun(const FoldContext& ctx, const FoldData& data, std::optional<RunProgress> resume);
@@ -51,6 +52,9 @@ class FoldRun {
   void train_epoch(int epoch, EpochRecord& rec);
   StepSignals step(int epoch, int64_t step);
   std::pair<double, int64_t> train_bag(const Bag& bag, uint64_t bag_seed);
+  void train_pack(int epoch, int64_t first_slot, std::vector<StepBag>& step_bags);
+  torch::Tensor training_features(const Bag& bag, uint64_t bag_seed) const;
+  void record_bag(const Bag& bag, double loss, int64_t trained, std::vector<StepBag>& step_bags);
   EvalResult validate_epoch(int epoch, EpochRecord& rec);
   void keep_if_best(int epoch, EvalResult val, bool improved);
   void checkpoint(const std::string& moment);
@@ -81,9 +85,9 @@ FoldRun::FoldRun(const FoldContext& ctx, const FoldData& data, std::optional<Run
       data_(data),
       scheduler_(ctx.cfg),
       model_(untrained_model(ctx.cfg, ctx.classes, data.train.feature_dim)),
-      per_rank_(ctx.cfg.accumulate),
-      first_slot_(ctx.comm.rank() * ctx.cfg.accumulate),
-      bags_per_step_(static_cast<int64_t>(ctx.comm.world_size()) * ctx.cfg.accumulate),
+      per_rank_(ctx.cfg.accumulate * ctx.cfg.bags_per_step),
+      first_slot_(ctx.comm.rank() * per_rank_),
+      bags_per_step_(static_cast<int64_t>(ctx.comm.world_size()) * per_rank_),
       dropout_seed_(ctx.cfg.seed * 7919 + static_cast<uint64_t>(data.fold)),
       fold_text_(ctx.cfg.folds > 0 ? " fold " + std::to_string(data.fold + 1) + "/" + std::to_string(ctx.cfg.folds)
                                    : "") {
@@ -242,14 +246,15 @@ void FoldRun::train_epoch(int epoch, EpochRecord& rec) {
 StepSignals FoldRun::step(int epoch, int64_t step) {
   train_step_->zero_grad();
   std::vector<StepBag> step_bags;  // for the divergence guard
-  for (int k = 0; k < per_rank_; ++k) {
-    const uint64_t bag_seed = slot_seed(dropout_seed_, epoch, step * bags_per_step_ + first_slot_ + k);
+  for (int k = 0; k < per_rank_; k += cfg_.bags_per_step) {
+    const int64_t slot = step * bags_per_step_ + first_slot_ + k;
+    if (cfg_.bags_per_step > 1) {
+      train_pack(epoch, slot, step_bags);
+      continue;
+    }
     const Bag bag = loader_->next();
-    const auto [loss, trained] = train_bag(bag, bag_seed);
-    step_bags.push_back({data_.train.bags[static_cast<size_t>(bag.index)].path, loss});
-    bag_stats_.push_back(loss);
-    bag_stats_.push_back(static_cast<double>(trained));
-    instances_ += trained;
+    const auto [loss, trained] = train_bag(bag, slot_seed(dropout_seed_, epoch, slot));
+    record_bag(bag, loss, trained, step_bags);
   }
   std::vector<float> flags = scheduler_.local_signals(ctx_.comm.is_main(), ctx_.seconds_since_checkpoint()).to_flags();
   train_step_->finish(ctx_.comm, bags_per_step_, &flags);  // one all-reduce across ranks, none on one
@@ -264,6 +269,13 @@ StepSignals FoldRun::step(int epoch, int64_t step) {
   return agreed;
 }
 
+void FoldRun::record_bag(const Bag& bag, double loss, int64_t trained, std::vector<StepBag>& step_bags) {
+  step_bags.push_back({data_.train.bags[static_cast<size_t>(bag.index)].path, loss});
+  bag_stats_.push_back(loss);
+  bag_stats_.push_back(static_cast<double>(trained));
+  instances_ += trained;
+}
+
 // Forward and backward of one training bag (gradients accumulate over the rank's bags of a step), with
 // patch and node dropout drawn from `bag_seed`. Returns the bag's loss and the instances it trained on.
 std::pair<double, int64_t> FoldRun::train_bag(const Bag& bag, uint64_t bag_seed) {
@@ -273,6 +285,36 @@ std::pair<double, int64_t> FoldRun::train_bag(const Bag& bag, uint64_t bag_seed)
     std::lock_guard<std::mutex> lock(device_gen.mutex());
     device_gen.set_current_seed(mix64(bag_seed));
   }
+  const torch::Tensor x = training_features(bag, bag_seed);
+  const BagInfo& info = data_.train.bags[static_cast<size_t>(bag.index)];
+  return {train_step_->accumulate(x, target_tensor(info, ctx_.device)), x.size(0)};
+}
+
+// The next --bags-per-step bags of the loader, slots first_slot on, in one packed forward and backward, with
+// the dropout draws each would get alone (the node dropout seed goes to the packed step, bag by bag).
+void FoldRun::train_pack(int epoch, int64_t first_slot, std::vector<StepBag>& step_bags) {
+  std::vector<Bag> bags;
+  std::vector<torch::Tensor> features, targets;
+  PackedBags pack;
+  pack.offsets.push_back(0);
+  for (int k = 0; k < cfg_.bags_per_step; ++k) {
+    const uint64_t bag_seed = slot_seed(dropout_seed_, epoch, first_slot + k);
+    bags.push_back(loader_->next());
+    features.push_back(training_features(bags.back(), bag_seed));
+    targets.push_back(target_tensor(data_.train.bags[static_cast<size_t>(bags.back().index)], ctx_.device));
+    pack.offsets.push_back(pack.offsets.back() + features.back().size(0));
+    pack.dropout_seeds.push_back(mix64(bag_seed));
+  }
+  pack.x = torch::cat(features, 0);
+  pack.targets = torch::stack(targets, 0);
+  const std::vector<double> losses = train_step_->accumulate_pack(pack);
+  for (size_t k = 0; k < bags.size(); ++k) {
+    record_bag(bags[k], losses[k], pack.offsets[k + 1] - pack.offsets[k], step_bags);
+  }
+}
+
+// A training bag's features on the device, with patch dropout drawn from `bag_seed`.
+torch::Tensor FoldRun::training_features(const Bag& bag, uint64_t bag_seed) const {
   // bfloat16 features (--precision bf16) go to the step as they are, unless standardisation makes new ones.
   const bool as_is = bag.features.scalar_type() == torch::kBFloat16 && !model_.feature_mean.defined();
   torch::Tensor x = as_is ? bag.features.to(ctx_.device) : model_.prepare(bag.features, ctx_.device);
@@ -283,8 +325,7 @@ std::pair<double, int64_t> FoldRun::train_bag(const Bag& bag, uint64_t bag_seed)
     at::Generator patch_gen = at::detail::createCPUGenerator(bag_seed);
     x = x.index_select(0, torch::randperm(n, patch_gen, torch::kLong).slice(0, 0, keep).to(ctx_.device));
   }
-  const BagInfo& info = data_.train.bags[static_cast<size_t>(bag.index)];
-  return {train_step_->accumulate(x, target_tensor(info, ctx_.device)), x.size(0)};
+  return x;
 }
 
 // Scores the validation set (every rank gets the gathered scores) into rec; an empty result without one.

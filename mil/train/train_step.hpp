@@ -10,6 +10,7 @@
 #include "mil/dist/communicator.hpp"
 #include "mil/model/dsmil_step.hpp"
 #include "mil/model/flat_params.hpp"
+#include "mil/model/packed_step.hpp"
 #include "mil/train/fused_adam.hpp"
 
 namespace mil {
@@ -23,6 +24,9 @@ class TrainStep {
   void zero_grad() { flat_.grads().zero_(); }
   // One bag's forward, loss and backward; its gradients add to the step's. Returns the bag's loss.
   double accumulate(const torch::Tensor& x, const torch::Tensor& target) { return step_.accumulate(x, target); }
+  // Several bags in one packed forward and backward (--bags-per-step); the sum of their gradients adds to the
+  // step's, as accumulate() bag by bag would. Returns each bag's loss.
+  std::vector<double> accumulate_pack(const PackedBags& pack) { return packed_.accumulate(pack); }
   // Ends the step: the gradient summed over ranks (one all-reduce carrying `flags`, which become their sums
   // over ranks; no collective on a single rank), divided by bags_per_step, and the Adam update.
   void finish(Communicator& comm, int64_t bags_per_step, std::vector<float>* flags);
@@ -35,6 +39,7 @@ class TrainStep {
   DsmilNetImpl& net_;
   FlatParameters flat_;
   DsmilStep step_;
+  PackedStep packed_;
   FusedAdam adam_;
 };
 

@@ -99,10 +99,16 @@ void run_training(const TrainConfig& cfg, Communicator& comm) {
   CheckpointWriter checkpoints(cfg, comm);  // holds the checkpoint directory: a second job is refused now
   const torch::Device device = resolve_device(cfg.device, comm.local_rank(), comm.local_size());
   require_precision_support(parse_precision(cfg.precision), device);  // before any data is read
+  if (cfg.bags_per_step > 1 && !device.is_cpu()) {
+    throw Error("--bags-per-step " + std::to_string(cfg.bags_per_step) + " packs bags on the CPU only, the device is " +
+                device.str() + ": pass --device cpu, or --accumulate for the same update bag by bag");
+  }
+  const int64_t bags_per_step = static_cast<int64_t>(comm.world_size()) * cfg.accumulate * cfg.bags_per_step;
   spdlog::info(
-      "[train] device {}, precision {}, {} libtorch thread(s); {} rank(s) x {} bag(s) = {} bag(s) per optimiser step",
-      device.str(), cfg.precision, torch::get_num_threads(), comm.world_size(), cfg.accumulate,
-      comm.world_size() * cfg.accumulate);
+      "[train] device {}, precision {}, {} libtorch thread(s); {} rank(s) x {} bag(s) = {} bag(s) per optimiser "
+      "step{}",
+      device.str(), cfg.precision, torch::get_num_threads(), comm.world_size(), cfg.accumulate * cfg.bags_per_step,
+      bags_per_step, cfg.bags_per_step > 1 ? fmt::format(", packed {} to a forward/backward", cfg.bags_per_step) : "");
   if (comm.world_size() > 1) {
     const auto* c10d = dynamic_cast<const C10dCommunicator*>(&comm);
     spdlog::info("[dist] collectives over {}", c10d != nullptr ? c10d->describe() : std::string("MPI"));
@@ -113,9 +119,8 @@ void run_training(const TrainConfig& cfg, Communicator& comm) {
   // Checkpoints: continue where an earlier process of this job stopped.
   FoldResults results;
   checkpoints.track(digest_books(data));
-  std::optional<JobProgress> progress =
-      checkpoints.load({training_settings(cfg), data_digest(digest_sets(data)),
-                        static_cast<int64_t>(comm.world_size()) * cfg.accumulate, comm.world_size()});
+  std::optional<JobProgress> progress = checkpoints.load(
+      {training_settings(cfg), data_digest(digest_sets(data)), bags_per_step, comm.world_size()});
   if (progress) resume_job(cfg, data, device, *progress, results, reporter);
   reporter.open_tensorboard();
 

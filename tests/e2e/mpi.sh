@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # End-to-end over MPI ranks: `mpirun -np 2 dsmil_train` trains the same model as one process with
 # --accumulate 2 (same bags per step, same dropout draws: weights within 1e-5, the same validation metrics
-# and predictions); only rank 0 prints metrics and info logs; an error names its rank and ends the job; a
-# rank killed mid-training ends the job instead of leaving the other waiting in a collective.
+# and predictions), and with --bags-per-step 2 the model of --accumulate 4; only rank 0 prints metrics and
+# info logs; an error names its rank and ends the job; a rank killed mid-training ends the job instead of
+# leaving the other waiting in a collective.
 #   usage: mpi.sh BUILD_DIR MPIRUN
 set -euo pipefail
 BUILD=$1
@@ -29,6 +30,14 @@ has "$WORK/one.log" '1 rank(s) x 2 bag(s) = 2 bag(s) per optimiser step'
 has "$WORK/two.log" 'r0/2\] .*2 rank(s) x 1 bag(s) = 2 bag(s) per optimiser step'
 [ "$(grep -c '^\[metrics\] fold=0 epoch=' "$WORK/two.log")" = 4 ] || fail "expected 4 epoch metric lines (rank 0's)"
 if grep -q 'r1/2\] \[.*info' "$WORK/two.log"; then fail "rank 1 logged at info level"; fi
+# Ranks compose with packed steps: 2 ranks x --bags-per-step 2 train the model of --accumulate 4.
+"$BUILD/train/dsmil_train" "${ARGS[@]}" --accumulate 4 --model-dir "$WORK/m6" --output-dir "$WORK/o6" \
+  > "$WORK/acc4.log" 2>&1 || { cat "$WORK/acc4.log"; fail "the --accumulate 4 run failed"; }
+"${MPIRUN[@]}" "$BUILD/train/dsmil_train" "${ARGS[@]}" --bags-per-step 2 --model-dir "$WORK/m7" --output-dir "$WORK/o7" \
+  > "$WORK/packed.log" 2>&1 || { cat "$WORK/packed.log"; fail "mpirun -np 2 dsmil_train --bags-per-step 2 failed"; }
+"$BUILD/tests/dsmil_compare_runs" "$WORK/m6/model.pth" "$WORK/m7/model.pth" "$WORK/o6/metrics.json" \
+  "$WORK/o7/metrics.json" 1e-5 || fail "2 ranks x --bags-per-step 2 and --accumulate 4 trained different models"
+has "$WORK/packed.log" 'r0/2\] .*2 rank(s) x 2 bag(s) = 4 bag(s) per optimiser step, packed 2 to a forward/backward'
 # The comparison sees a different run: one bag per step.
 "$BUILD/train/dsmil_train" "${ARGS[@]}" --model-dir "$WORK/m3" --output-dir "$WORK/o3" > "$WORK/three.log" 2>&1 ||
   { cat "$WORK/three.log"; fail "the --accumulate 1 run failed"; }

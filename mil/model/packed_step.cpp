@@ -1,0 +1,226 @@
+#include "mil/model/packed_step.hpp"
+
+#include <ATen/CPUGeneratorImpl.h>
+
+#include <cmath>
+#include <mutex>
+#include <string>
+
+#include "mil/model/segment_ops.hpp"
+#include "mil/util/error.hpp"
+
+namespace mil {
+namespace {
+
+constexpr int64_t kH = ModelConfig::kQueryDim;
+
+// BCEWithLogits as torch computes it, in double (as DsmilStep).
+double bce_with_logits(double x, double t) {
+  const double m = std::max(-x, 0.0);
+  return (1 - t) * x + m + std::log(std::exp(-m) + std::exp(-x - m));
+}
+
+double sigmoid(double x) {
+  return 1.0 / (1.0 + std::exp(-x));
+}
+
+// A [rows, cols] contiguous view of `buf`, grown (never shrunk) to fit.
+torch::Tensor workspace(torch::Tensor& buf, int64_t rows, int64_t cols, const torch::TensorOptions& opts) {
+  const int64_t n = rows * cols;
+  if (!buf.defined() || buf.numel() < n) buf = torch::empty({n}, opts);
+  return buf.narrow(0, 0, n).view({rows, cols});
+}
+
+segment::Rows rows(const torch::Tensor& m) {
+  return {m.data_ptr<float>(), m.stride(0)};
+}
+
+segment::MutRows mut_rows(const torch::Tensor& m) {
+  return {m.data_ptr<float>(), m.stride(0)};
+}
+
+}  // namespace
+
+PackedStep::PackedStep(FlatParameters& flat)
+    : flat_(flat), cfg_(flat.config()), scale_(std::sqrt(static_cast<double>(kH))) {}
+
+void PackedStep::check(const PackedBags& pack) const {
+  const auto bad = [](const std::string& why) { throw Error("", "PackedStep", why); };
+  const torch::Tensor& x = pack.x;
+  if (x.dim() != 2 || x.size(1) != cfg_.feature_dim || x.scalar_type() != torch::kFloat || !x.device().is_cpu() ||
+      !x.is_contiguous()) {
+    bad("expected a contiguous float32 CPU pack [T, " + std::to_string(cfg_.feature_dim) + "], got " +
+        std::to_string(x.dim()) + "-d with " + std::to_string(x.numel()) + " values");
+  }
+  const std::vector<int64_t>& off = pack.offsets;
+  if (off.size() < 2 || off.front() != 0 || off.back() != x.size(0)) {
+    bad("offsets must run from 0 to the pack's " + std::to_string(x.size(0)) + " rows");
+  }
+  for (size_t b = 0; b + 1 < off.size(); ++b) {
+    if (off[b + 1] <= off[b]) bad("bag " + std::to_string(b) + " has no instances");
+  }
+  const int64_t bags = static_cast<int64_t>(off.size()) - 1;
+  if (pack.targets.numel() != bags * cfg_.num_classes) {
+    bad("targets hold " + std::to_string(pack.targets.numel()) + " values for " + std::to_string(bags) + " bags of " +
+        std::to_string(cfg_.num_classes) + " classes");
+  }
+  if (cfg_.passing_v && cfg_.dropout_v > 0 && static_cast<int64_t>(pack.dropout_seeds.size()) != bags) {
+    bad("node dropout needs one seed per bag");
+  }
+}
+
+std::vector<double> PackedStep::accumulate(const PackedBags& pack) {
+  check(pack);
+  torch::NoGradGuard no_grad;
+  off_ = pack.offsets;
+  forward(pack);
+  std::vector<double> losses = loss_and_gradients(pack.targets);
+  backward(pack);
+  return losses;
+}
+
+torch::Tensor PackedStep::attention(int64_t b) const {
+  const int64_t c = cfg_.num_classes;
+  const int64_t n = off_.at(static_cast<size_t>(b + 1)) - off_.at(static_cast<size_t>(b));
+  return fwd_.attention_blocks.narrow(0, c * off_[static_cast<size_t>(b)], c * n).view({c, n}).t();
+}
+
+void PackedStep::forward(const PackedBags& pack) {
+  const torch::Tensor& x = pack.x;
+  const int64_t t = x.size(0);
+  const int64_t bags = static_cast<int64_t>(off_.size()) - 1;
+  const int64_t c = cfg_.num_classes;
+  const int64_t d = cfg_.feature_dim;
+  const torch::TensorOptions opts = x.options();
+  const DsmilTensors& w = flat_.value_views();
+
+  // Instance logits and q's first layer in one GEMM over the pack; then each bag's max-pool.
+  torch::Tensor z = workspace(z_, t, c + kH, opts);
+  at::addmm_out(z, w.b_in, x, w.w_in.t());
+  torch::Tensor max_val = workspace(max_val_, bags, c, opts);
+  torch::Tensor max_idx = workspace(max_idx_, bags, c, opts.dtype(torch::kLong));
+  segment::max_pool(rows(z), c, off_, max_val.data_ptr<float>(), max_idx.data_ptr<int64_t>());
+  torch::Tensor z1 = z.narrow(1, c, kH);
+  q_now_ = z1;
+  if (cfg_.nonlinear_q) {
+    z1.relu_();
+    q_now_ = workspace(q_, t, kH, opts);
+    at::addmm_out(q_now_, w.b_q2, z1, w.w_q2.t());
+    q_now_.tanh_();
+  }
+  torch::Tensor qc = workspace(qc_, bags * c, kH, opts);
+  at::index_select_out(qc, q_now_, 0, max_idx.view({bags * c}));
+  torch::Tensor a = workspace(a_, 1, c * t, opts).view({c * t});
+  segment::attention(rows(q_now_), qc.data_ptr<float>(), kH, c, off_, scale_, a.data_ptr<float>());
+
+  xv_now_ = x;
+  v_now_ = x;
+  if (cfg_.passing_v) {
+    if (cfg_.dropout_v > 0) {
+      xv_now_ = workspace(xv_, t, d, opts);
+      at::Generator gen = at::detail::getDefaultCPUGenerator();
+      for (int64_t b = 0; b < bags; ++b) {
+        {
+          std::lock_guard<std::mutex> lock(gen.mutex());
+          gen.set_current_seed(pack.dropout_seeds[static_cast<size_t>(b)]);
+        }
+        const int64_t n = off_[b + 1] - off_[b];
+        xv_now_.narrow(0, off_[b], n).copy_(torch::dropout(x.narrow(0, off_[b], n), cfg_.dropout_v, true));
+      }
+    }
+    v_now_ = workspace(v_, t, d, opts);
+    at::addmm_out(v_now_, w.b_v, xv_now_, w.w_v.t());
+    if (cfg_.value_relu) v_now_.relu_();
+  }
+  torch::Tensor bag_rep = workspace(bag_rep_, bags, c * d, opts);
+  segment::pool(a.data_ptr<float>(), rows(v_now_), d, c, off_, bag_rep.data_ptr<float>());
+  torch::Tensor bag_logits = workspace(bag_logits_, bags, c, opts);
+  at::addmm_out(bag_logits, w.b_bag, bag_rep, w.w_bag.t());
+  fwd_ = {z.narrow(1, 0, c), max_val, max_idx, bag_logits, bag_rep.view({bags, c, d}), a};
+}
+
+std::vector<double> PackedStep::loss_and_gradients(const torch::Tensor& targets) {
+  const int64_t bags = static_cast<int64_t>(off_.size()) - 1;
+  const int64_t c = cfg_.num_classes;
+  const torch::Tensor t = targets.to(torch::kCPU, torch::kDouble).contiguous();
+  const float* pb = fwd_.bag_logits.data_ptr<float>();
+  const float* pm = fwd_.max_logits.data_ptr<float>();
+  const double* pt = t.data_ptr<double>();
+  torch::Tensor d_out = workspace(d_out_, 2, bags * c, fwd_.bag_logits.options());
+  float* g_bag = d_out.data_ptr<float>();
+  float* g_max = g_bag + bags * c;
+  std::vector<double> losses(static_cast<size_t>(bags));
+  for (int64_t b = 0; b < bags; ++b) {
+    double bag_loss = 0, max_loss = 0;
+    for (int64_t i = b * c; i < (b + 1) * c; ++i) {
+      bag_loss += bce_with_logits(pb[i], pt[i]);
+      max_loss += bce_with_logits(pm[i], pt[i]);
+      // Each bag's loss is 0.5 * mean over classes of each BCE: d/dx = 0.5 / C * (sigmoid(x) - t).
+      g_bag[i] = static_cast<float>(0.5 / c * (sigmoid(pb[i]) - pt[i]));
+      g_max[i] = static_cast<float>(0.5 / c * (sigmoid(pm[i]) - pt[i]));
+    }
+    losses[static_cast<size_t>(b)] = 0.5 * bag_loss / c + 0.5 * max_loss / c;
+  }
+  return losses;
+}
+
+void PackedStep::backward(const PackedBags& pack) {
+  const torch::Tensor& x = pack.x;
+  const int64_t t = x.size(0);
+  const int64_t bags = static_cast<int64_t>(off_.size()) - 1;
+  const int64_t c = cfg_.num_classes;
+  const int64_t d = cfg_.feature_dim;
+  const torch::TensorOptions opts = x.options();
+  const DsmilTensors& w = flat_.value_views();
+  const DsmilTensors& g = flat_.grad_views();
+  const torch::Tensor d_out = d_out_.narrow(0, 0, 2 * bags * c).view({2, bags, c});
+  const torch::Tensor d_bag = d_out.select(0, 0);
+  const torch::Tensor d_max = d_out.select(0, 1);
+  if (!ones_.defined() || ones_.numel() < t) ones_ = torch::ones({t}, opts);  // T >= B
+  const torch::Tensor ones = ones_.narrow(0, 0, t);  // bias gradients are column sums: (d_out)ᵀ 1
+
+  // Bag classifier over the pack's embeddings: logits = vec(B) Wfᵀ + bf.
+  g.b_bag.addmv_(d_bag.t(), ones_.narrow(0, 0, bags));
+  g.w_bag.addmm_(d_bag.t(), fwd_.bag_rep.view({bags, c * d}));
+  torch::Tensor d_bag_rep = workspace(d_bag_rep_, bags, c * d, opts);
+  at::mm_out(d_bag_rep, d_bag, w.w_bag);
+
+  // Each bag's B = A V: dA = dB Vᵀ and dV = Aᵀ dB, segment by segment; then V's layer over the pack.
+  const float* a = fwd_.attention_blocks.data_ptr<float>();
+  torch::Tensor d_a = workspace(d_a_, 1, c * t, opts);
+  segment::pool_grad_attention(d_bag_rep.data_ptr<float>(), rows(v_now_), d, c, off_, d_a.data_ptr<float>());
+  if (cfg_.passing_v) {
+    torch::Tensor d_v = workspace(d_v_, t, d, opts);
+    segment::pool_grad_values(a, d_bag_rep.data_ptr<float>(), d, c, off_, mut_rows(d_v));
+    if (cfg_.value_relu) at::threshold_backward_out(d_v, d_v, v_now_, 0);
+    g.w_v.addmm_(d_v.t(), xv_now_);
+    g.b_v.addmv_(d_v.t(), ones);
+  }
+
+  // Softmax and scale, then the scores against the critical queries (rows of q), segment by segment.
+  segment::attention_grad_scores(a, d_a.data_ptr<float>(), c, off_, scale_);
+  const torch::Tensor d_z = workspace(d_z_, t, c + kH, opts);
+  torch::Tensor d_z1 = d_z.narrow(1, c, kH);
+  const torch::Tensor z1 = z_.narrow(0, 0, t * (c + kH)).view({t, c + kH}).narrow(1, c, kH);
+  torch::Tensor d_q = cfg_.nonlinear_q ? workspace(d_q_, t, kH, opts) : d_z1;
+  const int64_t* max_idx = fwd_.critical.data_ptr<int64_t>();
+  segment::query_grad(d_a.data_ptr<float>(), rows(q_now_), qc_.data_ptr<float>(), max_idx, kH, c, off_, mut_rows(d_q));
+  if (cfg_.nonlinear_q) {
+    at::tanh_backward_out(d_q, d_q, q_now_);
+    g.w_q2.addmm_(d_q.t(), z1);  // z1 holds relu(x W1ᵀ + b1)
+    g.b_q2.addmv_(d_q.t(), ones);
+    at::mm_out(d_z1, d_q, w.w_q2);
+    at::threshold_backward_out(d_z1, d_z1, z1, 0);
+  }
+
+  // Each bag's max-pool: the gradient reaches its argmax row of each class only.
+  torch::Tensor d_logits = d_z.narrow(1, 0, c);
+  d_logits.zero_();
+  float* dz = d_z.data_ptr<float>();
+  const float* dm = d_max.data_ptr<float>();
+  for (int64_t i = 0; i < bags * c; ++i) dz[max_idx[i] * (c + kH) + i % c] = dm[i];
+  g.w_in.addmm_(d_z.t(), x);
+  g.b_in.addmv_(d_z.t(), ones);
+}
+
+}  // namespace mil
