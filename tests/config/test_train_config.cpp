@@ -504,6 +504,11 @@ TEST(TrainConfig, ValidationNamesTheOption) {
       {[](TrainConfig& c) { c.stop_epochs = 0; }, "--stop-epochs"},
       {[](TrainConfig& c) { c.accumulate = 0; }, "--accumulate must be >= 1 (got 0)"},
       {[](TrainConfig& c) { c.bags_per_step = 0; }, "--bags-per-step must be >= 1 (got 0)"},
+      {[](TrainConfig& c) {
+         c.bags_per_step = 4;
+         c.precision = "bf16";
+       },
+       "--precision must be fp32 with --bags-per-step > 1 (got 'bf16')"},
       {[](TrainConfig& c) { c.dropout_patch = 1; }, "--dropout-patch"},
       {[](TrainConfig& c) { c.dropout_patch = -0.1; }, "--dropout-patch"},
       {[](TrainConfig& c) { c.dropout_node = 1; }, "--dropout-node"},
