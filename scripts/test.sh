@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # README command 2: installs dependencies, builds, and runs the whole test suite (CTest + GoogleTest).
-# In CI (CI=true), or with DSMIL_SANITIZE_TESTS=1, it then runs the unit tests under ASan + UBSan
-# (scripts/sanitize.sh). In CI, or with DSMIL_CUDA_BUILD=1, it then also builds the same code against the CUDA
+# With DSMIL_SANITIZE_TESTS=1 it then runs the unit tests under ASan + UBSan (scripts/sanitize.sh; not yet
+# in CI: its build and run time on 2 cores have not been measured, and CI must stay under 45 minutes). In CI, or with DSMIL_CUDA_BUILD=1, it then also builds the same code against the CUDA
 # libtorch of PyPI's torch wheel (scripts/build_cuda.sh: a 5 GB download) and runs the suite on its CPU path.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,7 +11,7 @@ BUILD_DIR=${BUILD_DIR:-build}
 ctest --test-dir "$BUILD_DIR" --output-on-failure -j "$(nproc)"
 
 # The unit tests again under ASan + UBSan (scripts/sanitize.sh: build-sanitize, -O1, only what they need).
-if [ "${CI:-}" = "true" ] || [ "${DSMIL_SANITIZE_TESTS:-0}" = "1" ]; then
+if [ "${DSMIL_SANITIZE_TESTS:-0}" = "1" ]; then
   scripts/sanitize.sh
 fi
 
