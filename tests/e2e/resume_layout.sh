@@ -9,15 +9,7 @@
 set -euo pipefail
 BUILD=$1
 MPIRUN=("$2" --oversubscribe --allow-run-as-root -np 2)
-WORK=$(mktemp -d)
-JOB=""
-cleanup() {
-  if [ -n "$JOB" ]; then kill -9 "$JOB" 2> /dev/null || true; fi
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
-has() { grep -q -- "$2" "$1" || { cat "$1"; fail "$1 lacks '$2'"; }; }
+source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/../../scripts/mpi_ranks.sh"
 
 # Bags of a few hundred instances, so a step takes long enough for a signal to land mid-epoch.
