@@ -17,6 +17,7 @@
 #include "mil/model/dsmil_step.hpp"
 #include "mil/model/state_dict.hpp"
 #include "mil/train/fused_adam.hpp"
+#include "tests/model/architectures.hpp"
 #include "tests/test_util.hpp"
 
 namespace mil {
@@ -48,28 +49,26 @@ std::map<std::string, torch::Tensor> by_name(DsmilNetImpl& net, FlatParameters& 
 }
 
 struct Bf16Case {
-  int64_t classes;
-  bool nonlinear_q, passing_v, value_relu;
+  test::Architecture arch;
   double bound;  // norm-wise, per parameter tensor
 };
+
+void PrintTo(const Bf16Case& k, std::ostream* os) {
+  *os << describe(k.arch) << ", bound " << k.bound;
+}
 
 class Bf16StepMatchesFp32 : public ::testing::TestWithParam<Bf16Case> {};
 
 TEST_P(Bf16StepMatchesFp32, WithinBf16Tolerance) {
   const Bf16Case& k = GetParam();
-  ModelConfig mc;
-  mc.feature_dim = 96;
-  mc.num_classes = k.classes;
-  mc.nonlinear_q = k.nonlinear_q;
-  mc.passing_v = k.passing_v;
-  mc.value_relu = k.value_relu;
+  const ModelConfig mc = test::config_of(k.arch, 96);
   DsmilNet net(mc);
   net->init_orthogonal(5);
   net->train();
   FlatParameters flat(*net);
   DsmilStep fp32(flat), bf16(flat, Precision::kBFloat16);
   torch::manual_seed(11);
-  const torch::Tensor y = torch::randint(0, 2, {k.classes}).to(torch::kFloat);
+  const torch::Tensor y = torch::randint(0, 2, {k.arch.classes}).to(torch::kFloat);
   for (int64_t n : {1, 9, 400, 3000}) {
     SCOPED_TRACE("N = " + std::to_string(n));
     const torch::Tensor x = torch::randn({n, mc.feature_dim});
@@ -95,12 +94,11 @@ TEST_P(Bf16StepMatchesFp32, WithinBf16Tolerance) {
 
 // Without ReLUs only the arithmetic differs: 16u. With them, a pre-activation within bfloat16's error of zero
 // (a fraction ~u of them) passes or stops its whole gradient row: allow 1/4 there.
-INSTANTIATE_TEST_SUITE_P(Architectures, Bf16StepMatchesFp32,
-                         ::testing::Values(Bf16Case{2, false, false, true, 16 * kU},
-                                           Bf16Case{1, false, true, false, 16 * kU},
-                                           Bf16Case{3, false, true, false, 16 * kU},
-                                           Bf16Case{1, true, false, true, 0.25}, Bf16Case{3, true, false, true, 0.25},
-                                           Bf16Case{2, true, true, true, 0.25}));
+INSTANTIATE_TEST_SUITE_P(
+    Architectures, Bf16StepMatchesFp32,
+    ::testing::Values(Bf16Case{{2, false, false, true}, 16 * kU}, Bf16Case{{1, false, true, false}, 16 * kU},
+                      Bf16Case{{3, false, true, false}, 16 * kU}, Bf16Case{{1, true, false, true}, 0.25},
+                      Bf16Case{{3, true, false, true}, 0.25}, Bf16Case{{2, true, true, true}, 0.25}));
 
 TEST(Bf16Step, TheAuthorsTrainingStepsWithinBf16Tolerance) {
   // The golden file's three steps (D = 512 TCGA features), bf16 against the authors' losses and against the

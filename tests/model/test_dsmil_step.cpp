@@ -10,6 +10,7 @@
 #include "mil/model/loss.hpp"
 #include "mil/model/state_dict.hpp"
 #include "mil/train/fused_adam.hpp"
+#include "tests/model/architectures.hpp"
 #include "tests/test_util.hpp"
 
 namespace mil {
@@ -38,23 +39,13 @@ std::map<std::string, torch::Tensor> autograd_gradients(DsmilNetImpl& net, const
   return out;
 }
 
-struct StepCase {
-  int64_t classes;
-  bool nonlinear_q, passing_v, value_relu;
-  double dropout_v;
-};
+using test::Architecture;
 
-class StepMatchesAutograd : public ::testing::TestWithParam<StepCase> {};
+class StepMatchesAutograd : public ::testing::TestWithParam<Architecture> {};
 
 TEST_P(StepMatchesAutograd, LossAndEveryGradient) {
-  const StepCase& k = GetParam();
-  ModelConfig mc;
-  mc.feature_dim = 24;
-  mc.num_classes = k.classes;
-  mc.nonlinear_q = k.nonlinear_q;
-  mc.passing_v = k.passing_v;
-  mc.value_relu = k.value_relu;
-  mc.dropout_v = k.dropout_v;
+  const Architecture& k = GetParam();
+  const ModelConfig mc = test::config_of(k, 24);
   DsmilNet ref(mc), fast(mc);
   ref->init_orthogonal(5);
   fast->init_orthogonal(5);
@@ -98,9 +89,10 @@ TEST_P(StepMatchesAutograd, LossAndEveryGradient) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Architectures, StepMatchesAutograd,
-                         ::testing::Values(StepCase{1, true, false, true, 0.0}, StepCase{3, true, false, true, 0.0},
-                                           StepCase{2, false, false, true, 0.0}, StepCase{2, false, true, true, 0.0},
-                                           StepCase{1, false, true, false, 0.0}, StepCase{2, true, true, true, 0.3}));
+                         ::testing::Values(Architecture{1, true, false, true}, Architecture{3, true, false, true},
+                                           Architecture{2, false, false, true}, Architecture{2, false, true, true},
+                                           Architecture{1, false, true, false},
+                                           Architecture{2, true, true, true, 0.3}));
 
 TEST(DsmilStep, ThreeAdamStepsMatchTheAuthorsCode) {
   // As TrainParity.ThreeAdamStepsMatchReference, with the hand-written step and the fused Adam.

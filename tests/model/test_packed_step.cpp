@@ -10,14 +10,23 @@
 
 #include "mil/model/loss.hpp"
 #include "mil/model/packed_step.hpp"
+#include "tests/model/architectures.hpp"
 #include "tests/test_util.hpp"
 
 namespace mil {
 namespace {
 
-::testing::AssertionResult close_1e5(const torch::Tensor& actual, const torch::Tensor& expected) {
-  const double scale = expected.abs().max().item<double>();
+// Within 1e-5 relative, or 1e-5 of the largest magnitude the quantity takes in the pack: a logit near zero is
+// a sum of terms of that size, whose rounding depends on how the GEMM blocks a pack against one bag (a
+// max logit of 9.4642e-4 against 9.4658e-4 with the CUDA wheel's libtorch).
+::testing::AssertionResult close_1e5(const torch::Tensor& actual, const torch::Tensor& expected, double scale) {
   return test::all_close(actual, expected, 1e-5, 1e-5 * scale + 1e-9);
+}
+
+double largest(const std::vector<torch::Tensor>& tensors) {
+  double m = 0;
+  for (const torch::Tensor& t : tensors) m = std::max(m, t.abs().max().item<double>());
+  return m;
 }
 
 struct Reference {
@@ -61,47 +70,43 @@ void expect_pack_matches(DsmilNetImpl& ref, DsmilNetImpl& fast, FlatParameters& 
   const std::vector<double> losses = step.accumulate(pack);
   const PackedForward& out = step.last_forward();
   ASSERT_EQ(losses.size(), bags.size());
+  std::vector<torch::Tensor> logits, bag_logits, attention, reps;
+  for (const DsmilOutput& e : expected.outputs) {
+    logits.push_back(e.instance_logits);
+    bag_logits.push_back(e.bag_logits);
+    attention.push_back(e.attention);
+    reps.push_back(e.bag_representation);
+  }
+  const double logit_scale = largest(logits), bag_scale = largest(bag_logits);
+  const double attention_scale = largest(attention), rep_scale = largest(reps);
   for (size_t b = 0; b < bags.size(); ++b) {
     SCOPED_TRACE("bag " + std::to_string(b) + " of " + std::to_string(bags[b].size(0)) + " instances");
     const auto i = static_cast<int64_t>(b);
     const DsmilOutput& e = expected.outputs[b];
     const int64_t first = pack.offsets[b], n = bags[b].size(0);
     EXPECT_NEAR(losses[b], expected.losses[b], 1e-5 * std::abs(expected.losses[b]));
-    EXPECT_TRUE(close_1e5(out.instance_logits.narrow(0, first, n), e.instance_logits));
-    EXPECT_TRUE(close_1e5(out.max_logits[i], std::get<0>(e.instance_logits.max(0))));
+    EXPECT_TRUE(close_1e5(out.instance_logits.narrow(0, first, n), e.instance_logits, logit_scale));
+    EXPECT_TRUE(close_1e5(out.max_logits[i], std::get<0>(e.instance_logits.max(0)), logit_scale));
     EXPECT_TRUE(torch::equal(out.critical[i] - first, std::get<1>(e.instance_logits.max(0))));
-    EXPECT_TRUE(close_1e5(out.bag_logits[i], e.bag_logits[0]));
-    EXPECT_TRUE(close_1e5(step.attention(i), e.attention));
-    EXPECT_TRUE(close_1e5(out.bag_rep[i], e.bag_representation[0]));
+    EXPECT_TRUE(close_1e5(out.bag_logits[i], e.bag_logits[0], bag_scale));
+    EXPECT_TRUE(close_1e5(step.attention(i), e.attention, attention_scale));
+    EXPECT_TRUE(close_1e5(out.bag_rep[i], e.bag_representation[0], rep_scale));
   }
   for (const auto& p : fast.named_parameters()) {
     const int64_t offset = p.value().data_ptr<float>() - flat.values().data_ptr<float>();
     const torch::Tensor g = flat.grads().narrow(0, offset, p.value().numel()).view(p.value().sizes());
-    EXPECT_TRUE(close_1e5(g, expected.grads.at(p.key()))) << p.key();
+    const torch::Tensor& e = expected.grads.at(p.key());
+    EXPECT_TRUE(close_1e5(g, e, e.abs().max().item<double>())) << p.key();
   }
 }
 
-struct StepCase {
-  int64_t classes;
-  bool nonlinear_q, passing_v, value_relu;
-  double dropout_v;
-};
+using test::Architecture;
+using test::config_of;
 
-ModelConfig config_of(const StepCase& k, int64_t d) {
-  ModelConfig mc;
-  mc.feature_dim = d;
-  mc.num_classes = k.classes;
-  mc.nonlinear_q = k.nonlinear_q;
-  mc.passing_v = k.passing_v;
-  mc.value_relu = k.value_relu;
-  mc.dropout_v = k.dropout_v;
-  return mc;
-}
-
-class PackMatchesPerBag : public ::testing::TestWithParam<StepCase> {};
+class PackMatchesPerBag : public ::testing::TestWithParam<Architecture> {};
 
 TEST_P(PackMatchesPerBag, RandomPacksOfMixedSizes) {
-  const StepCase& k = GetParam();
+  const Architecture& k = GetParam();
   const ModelConfig mc = config_of(k, 24);
   DsmilNet ref(mc), fast(mc);
   ref->init_orthogonal(5);
@@ -129,13 +134,14 @@ TEST_P(PackMatchesPerBag, RandomPacksOfMixedSizes) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Architectures, PackMatchesPerBag,
-                         ::testing::Values(StepCase{1, true, false, true, 0.0}, StepCase{3, true, false, true, 0.0},
-                                           StepCase{2, false, false, true, 0.0}, StepCase{2, false, true, true, 0.0},
-                                           StepCase{1, false, true, false, 0.0}, StepCase{2, true, true, true, 0.3}));
+                         ::testing::Values(Architecture{1, true, false, true}, Architecture{3, true, false, true},
+                                           Architecture{2, false, false, true}, Architecture{2, false, true, true},
+                                           Architecture{1, false, true, false},
+                                           Architecture{2, true, true, true, 0.3}));
 
 TEST(PackedStep, PaddingCouldNotWinTheMaxPool) {
-  for (const StepCase& k : {StepCase{1, true, false, true, 0.0}, StepCase{2, true, true, true, 0.0}}) {
-    SCOPED_TRACE(std::to_string(k.classes) + " classes, passing v " + std::to_string(k.passing_v));
+  for (const Architecture& k : {Architecture{1, true, false, true}, Architecture{2, true, true, true}}) {
+    SCOPED_TRACE(describe(k));
     const ModelConfig mc = config_of(k, 16);
     DsmilNet ref(mc), fast(mc);
     for (DsmilNet* net : {&ref, &fast}) {
