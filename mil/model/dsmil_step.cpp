@@ -3,23 +3,18 @@
 #include <cmath>
 #include <vector>
 
+#include "mil/model/step_math.hpp"
 #include "mil/util/check.hpp"
 #include "mil/util/error.hpp"
 
 namespace mil {
 namespace {
 
-constexpr int64_t kH = ModelConfig::kQueryDim;
-
-// BCEWithLogits as torch computes it (max_val form, stable for large |x|), in double.
-double bce_with_logits(double x, double t) {
-  const double m = std::max(-x, 0.0);
-  return (1 - t) * x + m + std::log(std::exp(-m) + std::exp(-x - m));
-}
-
-double sigmoid(double x) {
-  return 1.0 / (1.0 + std::exp(-x));
-}
+// Shared with the other hand-written step (step_math.hpp).
+using step_math::bce_with_logits;
+using step_math::kH;
+using step_math::sigmoid;
+using step_math::workspace;
 
 torch::Tensor on_cpu(const torch::Tensor& t) {
   return t.device().is_cpu() ? t.contiguous() : t.to(torch::kCPU).contiguous();
@@ -40,12 +35,6 @@ DsmilStep::DsmilStep(FlatParameters& flat, Precision precision)
   d_qc_ = torch::empty({c, kH}, opts);
   bag_rep_ = torch::empty({c, cfg_.feature_dim}, opts);
   d_bag_rep_ = torch::empty({c, cfg_.feature_dim}, opts);
-}
-
-torch::Tensor DsmilStep::workspace(torch::Tensor& buf, int64_t rows, int64_t cols, const torch::TensorOptions& opts) {
-  const int64_t n = rows * cols;
-  if (!buf.defined() || buf.numel() < n) buf = torch::empty({n}, opts);
-  return buf.narrow(0, 0, n).view({rows, cols});
 }
 
 double DsmilStep::forward_flops_per_instance(const ModelConfig& cfg) {

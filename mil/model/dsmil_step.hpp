@@ -38,8 +38,6 @@ class DsmilStep {
   static double backward_flops_per_instance(const ModelConfig& cfg);
 
  private:
-  // A [rows, cols] contiguous view of `buf`, grown (never shrunk) to fit.
-  static torch::Tensor workspace(torch::Tensor& buf, int64_t rows, int64_t cols, const torch::TensorOptions& opts);
   // The loss and its gradients w.r.t. the bag logits and the instance max, on the host.
   double loss_and_gradients(const torch::Tensor& bag_logits, const torch::Tensor& max_logits,
                             const torch::Tensor& target);

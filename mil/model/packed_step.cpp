@@ -7,29 +7,17 @@
 #include <string>
 
 #include "mil/model/segment_ops.hpp"
+#include "mil/model/step_math.hpp"
 #include "mil/util/error.hpp"
 
 namespace mil {
 namespace {
 
-constexpr int64_t kH = ModelConfig::kQueryDim;
-
-// BCEWithLogits as torch computes it, in double (as DsmilStep).
-double bce_with_logits(double x, double t) {
-  const double m = std::max(-x, 0.0);
-  return (1 - t) * x + m + std::log(std::exp(-m) + std::exp(-x - m));
-}
-
-double sigmoid(double x) {
-  return 1.0 / (1.0 + std::exp(-x));
-}
-
-// A [rows, cols] contiguous view of `buf`, grown (never shrunk) to fit.
-torch::Tensor workspace(torch::Tensor& buf, int64_t rows, int64_t cols, const torch::TensorOptions& opts) {
-  const int64_t n = rows * cols;
-  if (!buf.defined() || buf.numel() < n) buf = torch::empty({n}, opts);
-  return buf.narrow(0, 0, n).view({rows, cols});
-}
+// Shared with the other hand-written step (step_math.hpp).
+using step_math::bce_with_logits;
+using step_math::kH;
+using step_math::sigmoid;
+using step_math::workspace;
 
 segment::Rows rows(const torch::Tensor& m) {
   return {m.data_ptr<float>(), m.stride(0)};
