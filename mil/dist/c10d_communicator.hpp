@@ -48,7 +48,7 @@ class C10dCommunicator final : public Communicator {
   void barrier() override;
   bool reduces_on(const torch::Device& device) const override { return device == device_; }
   // For the job's log: "c10d gloo (store host:port, device cpu)".
-  const std::string& describe() const { return description_; }
+  std::string describe() const override { return description_; }
   [[noreturn]] void abort(int code) override;
 
   C10dBackend backend() const { return backend_; }

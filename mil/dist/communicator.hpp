@@ -16,6 +16,8 @@ class Communicator {
   virtual int local_rank() const = 0;  // rank among the processes on this host (picks the GPU)
   virtual int local_size() const = 0;  // processes on this host (share its cores)
   bool is_main() const { return rank() == 0; }
+  // What carries the collectives, for the log ("MPI", "c10d gloo (store ..., device cpu)").
+  virtual std::string describe() const = 0;
 
   // In place: every rank ends with the element-wise sum over ranks. Float32/float64 tensors on the CPU, or
   // on a device for which reduces_on() is true.
@@ -45,6 +47,7 @@ class LocalCommunicator final : public Communicator {
   int world_size() const override { return 1; }
   int local_rank() const override { return 0; }
   int local_size() const override { return 1; }
+  std::string describe() const override { return "one process"; }
   void allreduce_sum(torch::Tensor&) override {}
   void broadcast(torch::Tensor&, int) override {}
   int64_t allreduce_max(int64_t value) override { return value; }

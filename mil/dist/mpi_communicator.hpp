@@ -28,6 +28,7 @@ class MpiCommunicator final : public Communicator {
   int world_size() const override { return world_size_; }
   int local_rank() const override { return local_rank_; }
   int local_size() const override { return local_size_; }
+  std::string describe() const override { return "MPI"; }
   void allreduce_sum(torch::Tensor& t) override;
   void broadcast(torch::Tensor& t, int root) override;
   int64_t allreduce_max(int64_t value) override;

@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <optional>
 
-#include "mil/dist/c10d_communicator.hpp"
 #include "mil/eval/evaluation.hpp"
 #include "mil/io/files.hpp"
 #include "mil/model/precision.hpp"
@@ -109,18 +108,15 @@ void run_training(const TrainConfig& cfg, Communicator& comm) {
       "step{}",
       device.str(), cfg.precision, torch::get_num_threads(), comm.world_size(), cfg.accumulate * cfg.bags_per_step,
       bags_per_step, cfg.bags_per_step > 1 ? fmt::format(", packed {} to a forward/backward", cfg.bags_per_step) : "");
-  if (comm.world_size() > 1) {
-    const auto* c10d = dynamic_cast<const C10dCommunicator*>(&comm);
-    spdlog::info("[dist] collectives over {}", c10d != nullptr ? c10d->describe() : std::string("MPI"));
-  }
+  if (comm.world_size() > 1) spdlog::info("[dist] collectives over {}", comm.describe());
   const JobData data = load_job_data(cfg);
   reporter.plan(cfg.epochs * static_cast<int>(data.folds.size()));
 
   // Checkpoints: continue where an earlier process of this job stopped.
   FoldResults results;
   checkpoints.track(digest_books(data));
-  std::optional<JobProgress> progress = checkpoints.load(
-      {training_settings(cfg), data_digest(digest_sets(data)), bags_per_step, comm.world_size()});
+  std::optional<JobProgress> progress =
+      checkpoints.load({training_settings(cfg), data_digest(digest_sets(data)), bags_per_step, comm.world_size()});
   if (progress) resume_job(cfg, data, device, *progress, results, reporter);
   reporter.open_tensorboard();
 

@@ -23,6 +23,7 @@ class FakeRanks final : public Communicator {
   int world_size() const override { return world_; }
   int local_rank() const override { return 0; }
   int local_size() const override { return world_; }
+  std::string describe() const override { return "a fake of " + std::to_string(world_) + " ranks"; }
   void allreduce_sum(torch::Tensor& t) override {
     record(t);
     t.mul_(world_);
