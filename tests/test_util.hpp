@@ -12,7 +12,7 @@
 namespace mil::test {
 
 inline std::string data_path(const std::string& rel) {
-  return std::string(DSMIL_TEST_DATA_DIR) + "/" + rel;
+  return (std::filesystem::path(DSMIL_TEST_DATA_DIR) / rel).string();
 }
 
 // |actual - expected| <= atol + rtol * |expected| everywhere, with a report of the worst element.
@@ -52,6 +52,17 @@ template <typename Fn>
 }
 
 // A fresh empty directory under the system temp dir, removed when the object goes away.
+// The message of the mil::Error that `fn` throws; "" when it throws none.
+template <typename Fn>
+std::string error_message(Fn&& fn) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
 class TempDir {
  public:
   TempDir() {

@@ -91,7 +91,9 @@ CsvTable read_csv(const std::string& path) {
         if (c == '\n') ++line;
         field += c;
       }
-    } else if (field_was_quoted && c != ',' && c != '\n' && c != '\r' && c != ' ' && c != '\t') {
+    } else if (field_was_quoted && (c == ' ' || c == '\t')) {
+      continue;  // padding after the closing quote is not part of the value
+    } else if (field_was_quoted && c != ',' && c != '\n' && c != '\r') {
       throw Error(path, "line " + std::to_string(line), "text after a quoted field");
     } else if (c == '"' && trim(field).empty()) {
       in_quotes = true;

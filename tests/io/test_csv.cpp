@@ -47,6 +47,22 @@ TEST(CsvField, WrittenFieldsReadBackUnchanged) {
   }
 }
 
+// Hand-written CSVs (a spreadsheet export, a label file typed by a person): spaces around a quoted field are
+// layout, not value; text after the closing quote is refused.
+TEST(ReadCsv, PaddingAroundAQuotedFieldIsNotPartOfIt) {
+  test::TempDir dir;
+  io::write_file_atomically(dir.file("t.csv"), "id , label\n  \"a, b\"  ,\t\"x\"\t\n\" c \" , y \n");
+  const io::CsvTable t = io::read_csv(dir.file("t.csv"));
+  EXPECT_EQ(t.header, (std::vector<std::string>{"id", "label"}));
+  ASSERT_EQ(t.rows.size(), 2u);
+  EXPECT_EQ(t.rows[0], (std::vector<std::string>{"a, b", "x"}));
+  EXPECT_EQ(t.rows[1], (std::vector<std::string>{" c ", "y"}));
+  io::write_file_atomically(dir.file("bad.csv"), "id,label\n\"a\" b,x\n");
+  const std::string message = test::error_message([&] { io::read_csv(dir.file("bad.csv")); });
+  EXPECT_NE(message.find("bad.csv"), std::string::npos) << message;
+  EXPECT_NE(message.find("'line 2': text after a quoted field"), std::string::npos) << message;
+}
+
 // dsmil_train's and dsmil_eval's predictions.csv on a channel of awkwardly named slides.
 TEST(PredictionsCsv, AwkwardSlideIdsReadBackFromBothWriters) {
   test::TempDir dir;
