@@ -121,7 +121,7 @@ std::string CheckpointStore::write(int64_t step, const std::map<std::string, std
   io::ensure_dir(dir_, "the checkpoint directory");
   const fs::path final_path = fs::path(dir_) / checkpoint_name(step);
   // Hidden while incomplete, and named by this store's nonce so no other writer's temporary is touched.
-  const fs::path tmp = fs::path(dir_) / ("." + checkpoint_name(step) + "." + nonce_ + kTmpSuffix);
+  const fs::path tmp = fs::path(dir_) / fmt::format(".{}.{}{}", checkpoint_name(step), nonce_, kTmpSuffix);
   std::error_code ec;
   fs::remove_all(tmp, ec);
   if (!fs::create_directory(tmp, ec) || ec) {
