@@ -27,7 +27,7 @@ tar -xzf "$archives" -C "$WORK/model" 2> "$WORK/tar.err" || fail "cannot unpack 
 if [ -f "$WORK/model/model.pt" ]; then
   models="--model $WORK/model"
 else
-  models=$(find "$WORK/model" -mindepth 2 -maxdepth 2 -name model.pt -printf '--model %h\n' | sort)
+  models=$(find "$WORK/model" -mindepth 2 -maxdepth 2 -name model.pt -printf '--model %h\n' | sort -V)  # fold_10 after fold_9
   [ -n "$models" ] || fail "$archives holds no model.pt (nor fold_<k>/model.pt)"
 fi
 # stderr to the log as it comes and to a file, for the reason; the status through a file (no pipefail in sh).
