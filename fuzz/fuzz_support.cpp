@@ -8,6 +8,7 @@
 #include <exception>
 #include <fstream>
 #include <stdexcept>
+#include <string>
 #include <typeinfo>
 #include <vector>
 
@@ -33,7 +34,11 @@ int guarded(const char* target, const std::function<void()>& body) {
   try {
     body();
     return 0;
-  } catch (const mil::Error&) {
+  } catch (const mil::Error& e) {
+    // The expected outcome; DSMIL_FUZZ_SHOW_ERRORS=1 prints it (what a user would read for this input).
+    if (const char* show = std::getenv("DSMIL_FUZZ_SHOW_ERRORS"); show != nullptr && std::string(show) == "1") {
+      std::fprintf(stderr, "[fuzz] %s: %s\n", target, e.what());
+    }
     return 0;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "[fuzz] %s: %s escaped instead of mil::Error: %s\n", target, type_name(typeid(e)).c_str(),

@@ -41,6 +41,7 @@ class H5Reader {
  private:
   H5::DataSet open(const std::string& dataset) const;
   H5DatasetInfo info_of(const H5::DataSet& ds, const std::string& dataset) const;
+  void check_chunk_index(const H5::DataSet& ds, const std::string& dataset, const H5DatasetInfo& meta) const;
   std::string file_;
   H5::H5File h5_;
 };
