@@ -23,6 +23,11 @@ struct Case {
   ModelConfig expected;
 };
 
+// ctest lists the parameter's printed bytes otherwise: pointers, different on every run.
+void PrintTo(const Case& c, std::ostream* os) {
+  *os << c.golden << " (" << c.expected.describe() << ")";
+}
+
 class ForwardParity : public ::testing::TestWithParam<Case> {};
 
 TEST_P(ForwardParity, AllOutputsMatchReference) {

@@ -28,6 +28,10 @@ struct Variant {
   bool clam_float16;  // CLAM's one-chunk-per-instance layout, float16 values, --cache ram
 };
 
+void PrintTo(const Variant& v, std::ostream* os) {
+  *os << v.name;
+}
+
 class ResumeDigests : public ::testing::TestWithParam<Variant> {
  protected:
   void SetUp() override {
