@@ -134,8 +134,7 @@ void validate(const TrainConfig& cfg) {
   if (cfg.train_dir.empty()) throw Error("no training data: pass --train DIR or set SM_CHANNEL_TRAIN");
   check(!cfg.features_key.empty(), "features-key", "an HDF5 dataset name", "''");
   check(cfg.cache == "auto" || cfg.cache == "none" || cfg.cache == "ram" || cfg.cache == "ram32", "cache",
-        "auto, none, ram or ram32",
-        quoted(cfg.cache));
+        "auto, none, ram or ram32", quoted(cfg.cache));
   check(cfg.precision == "fp32" || cfg.precision == "bf16", "precision", "fp32 or bf16", quoted(cfg.precision));
   // The packed step multiplies in float32 only (mil::PackedStep); bf16 is for WSI-sized bags anyway.
   check(cfg.precision == "fp32" || cfg.bags_per_step == 1, "precision", "fp32 with --bags-per-step > 1",
@@ -144,6 +143,8 @@ void validate(const TrainConfig& cfg) {
   check(cfg.max_bag_bytes >= 1, "max-bag-bytes", ">= 1", option_text(static_cast<double>(cfg.max_bag_bytes)));
   check(cfg.collective_timeout >= 0, "collective-timeout", ">= 0 (0 = wait forever)",
         option_text(cfg.collective_timeout));
+  check(cfg.checkpoint_dir != "none", "checkpoint-dir",
+        "a directory (checkpoints cannot be turned off: they are how a stopped or reclaimed job resumes)", "'none'");
   check(cfg.checkpoint_every_steps >= 0, "checkpoint-every-steps", ">= 0 (0 = off)",
         option_text(cfg.checkpoint_every_steps));
   check(cfg.checkpoint_every_seconds >= 0, "checkpoint-every-seconds", ">= 0 (0 = off)",

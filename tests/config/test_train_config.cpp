@@ -11,7 +11,6 @@
 #include <string>
 #include <vector>
 
-
 #include "mil/config/train_config.hpp"
 #include "mil/data/bag_index.hpp"
 #include "mil/train/checkpoint_state.hpp"
@@ -66,16 +65,7 @@ TrainConfig parse(const std::vector<std::string>& args, const SageMakerEnvironme
   return parse_train_config(args, env).config;
 }
 
-// The mil::Error message `fn` throws, or "" if it throws none.
-template <typename F>
-std::string error_of(F&& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using test::error_message;
 
 ::testing::AssertionResult contains(const std::string& text, const std::string& part) {
   if (text.find(part) != std::string::npos) return ::testing::AssertionSuccess();
@@ -174,7 +164,7 @@ TEST(TrainConfig, CheckpointDirectoryOfTheJob) {
   EXPECT_EQ(parse({}, fake_env(job.root())).checkpoint_dir, "/ckpt/here");
   EXPECT_EQ(parse({"--checkpoint-dir", "/mine"}, fake_env(job.root())).checkpoint_dir, "/mine");
   write_text(job.path("input/config/checkpointconfig.json"), "{not json");
-  EXPECT_TRUE(contains(error_of([&] { parse({}, fake_env(job.root())); }), "checkpointconfig.json"));
+  EXPECT_TRUE(contains(error_message([&] { parse({}, fake_env(job.root())); }), "checkpointconfig.json"));
 }
 
 TEST(TrainConfig, FromProcessHonoursTheRootOverride) {
@@ -234,13 +224,13 @@ TEST(TrainConfig, KeysATuningJobAddsAreIgnored) {
   EXPECT_DOUBLE_EQ(cfg.lr, 0.5);
   // Only a leading '_' is reserved: an unknown key with '_' inside is still an error.
   job.hyperparameters({{"tuning_objective_metric", "x"}});
-  EXPECT_TRUE(contains(error_of([&] { parse({}, fake_env(job.root())); }), "unknown hyperparameter"));
+  EXPECT_TRUE(contains(error_message([&] { parse({}, fake_env(job.root())); }), "unknown hyperparameter"));
 }
 
 TEST(TrainConfig, UnknownHyperparameterListsTheKnownOnes) {
   const FakeJob job;
   job.hyperparameters({{"epochs", "5"}, {"learning_rate", "0.1"}});
-  const std::string msg = error_of([&] { parse({}, fake_env(job.root())); });
+  const std::string msg = error_message([&] { parse({}, fake_env(job.root())); });
   EXPECT_TRUE(contains(msg, "hyperparameters.json"));
   EXPECT_TRUE(contains(msg, "learning_rate"));
   EXPECT_TRUE(contains(msg, "known"));
@@ -251,19 +241,19 @@ TEST(TrainConfig, UnknownHyperparameterListsTheKnownOnes) {
 TEST(TrainConfig, BadHyperparametersNameTheFileTheOptionAndTheValue) {
   const FakeJob job;
   job.hyperparameters({{"epochs", "abc"}});
-  std::string msg = error_of([&] { parse({}, fake_env(job.root())); });
+  std::string msg = error_message([&] { parse({}, fake_env(job.root())); });
   EXPECT_TRUE(contains(msg, "hyperparameters.json"));
   EXPECT_TRUE(contains(msg, "--epochs"));
   EXPECT_TRUE(contains(msg, "abc"));
 
   job.hyperparameters({{"lr", json::array({1, 2})}});
-  EXPECT_TRUE(contains(error_of([&] { parse({}, fake_env(job.root())); }), "--lr"));
+  EXPECT_TRUE(contains(error_message([&] { parse({}, fake_env(job.root())); }), "--lr"));
 
   job.hyperparameters({{"nonlinear_q", "0"}, {"nonlinear-q", "1"}});
-  EXPECT_TRUE(contains(error_of([&] { parse({}, fake_env(job.root())); }), "twice"));
+  EXPECT_TRUE(contains(error_message([&] { parse({}, fake_env(job.root())); }), "twice"));
 
   write_text(job.path("input/config/hyperparameters.json"), "{\"epochs\": ");
-  msg = error_of([&] { parse({}, fake_env(job.root())); });
+  msg = error_message([&] { parse({}, fake_env(job.root())); });
   EXPECT_TRUE(contains(msg, "hyperparameters.json"));
   EXPECT_TRUE(contains(msg, "not valid JSON"));
 }
@@ -345,25 +335,25 @@ TEST(TrainConfig, BadValuesNameTheOptionAndTheValue) {
       {"--prefetch", "9999999999"},
   };
   for (const auto& args : cases) {
-    const std::string msg = error_of([&] { parse(args); });
+    const std::string msg = error_message([&] { parse(args); });
     const std::string option = args[0].substr(0, args[0].find('='));
     const std::string value = args.size() > 1 ? args[1] : args[0].substr(args[0].find('=') + 1);
     EXPECT_TRUE(contains(msg, option));
     EXPECT_TRUE(contains(msg, "'" + value + "'"));
     EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
   }
-  EXPECT_TRUE(contains(error_of([] { parse({"--epochs"}); }), "epochs"));  // value missing
+  EXPECT_TRUE(contains(error_message([] { parse({"--epochs"}); }), "epochs"));  // value missing
 }
 
 TEST(TrainConfig, UnknownOptionsAndStrayArguments) {
-  std::string msg = error_of([] { parse({"--epoch", "3"}); });
+  std::string msg = error_message([] { parse({"--epoch", "3"}); });
   EXPECT_TRUE(contains(msg, "unknown option --epoch"));
   EXPECT_TRUE(contains(msg, "epochs"));  // the known ones are listed
-  EXPECT_TRUE(contains(error_of([] { parse({"--learning_rate=1"}); }), "--learning-rate"));
-  EXPECT_TRUE(contains(error_of([] { parse({"-x"}); }), "-x"));
-  EXPECT_TRUE(contains(error_of([] { parse({"--epochs", "3", "extra"}); }), "unexpected argument 'extra'"));
+  EXPECT_TRUE(contains(error_message([] { parse({"--learning_rate=1"}); }), "--learning-rate"));
+  EXPECT_TRUE(contains(error_message([] { parse({"-x"}); }), "-x"));
+  EXPECT_TRUE(contains(error_message([] { parse({"--epochs", "3", "extra"}); }), "unexpected argument 'extra'"));
   // One "train" argument, as SageMaker passes it to a bring-your-own container; no more.
-  EXPECT_TRUE(contains(error_of([] { parse({"--epochs", "3", "train", "train"}); }), "unexpected argument"));
+  EXPECT_TRUE(contains(error_message([] { parse({"--epochs", "3", "train", "train"}); }), "unexpected argument"));
   EXPECT_EQ(parse({"train", "--epochs", "3"}).epochs, 3);
   // The toolkit's own arguments, with or without a value.
   EXPECT_EQ(parse({"--sagemaker_program", "x.py", "--sagemaker-region=eu", "--sagemaker_flag", "--epochs", "4"}).epochs,
@@ -463,7 +453,7 @@ TEST(TrainConfig, BadConfigFilesNameTheFile) {
   const std::string path = dir.file("c.json");
   const auto msg_for = [&](const std::string& text) {
     write_text(path, text);
-    return error_of([&] { parse({"--config", path}); });
+    return error_message([&] { parse({"--config", path}); });
   };
   EXPECT_TRUE(contains(msg_for("{\"epochz\": 3}"), "unknown option 'epochz'"));
   EXPECT_TRUE(contains(msg_for("{\"epochz\": 3}"), path));
@@ -471,7 +461,7 @@ TEST(TrainConfig, BadConfigFilesNameTheFile) {
   EXPECT_TRUE(contains(msg_for("[1, 2]"), "JSON object"));
   EXPECT_TRUE(contains(msg_for("{\"epochs\": 2.5}"), "--epochs"));
   EXPECT_TRUE(contains(msg_for("{\"epochs\": null}"), "--epochs"));
-  EXPECT_TRUE(contains(error_of([&] { parse({"--config", dir.file("missing.json")}); }), "missing.json"));
+  EXPECT_TRUE(contains(error_message([&] { parse({"--config", dir.file("missing.json")}); }), "missing.json"));
 }
 
 TEST(TrainConfig, ValidationNamesTheOption) {
@@ -535,17 +525,19 @@ TEST(TrainConfig, ValidationNamesTheOption) {
       {[](TrainConfig& c) { c.log_level = "loud"; }, "--log-level"},
       {[](TrainConfig& c) { c.features_key = ""; }, "--features-key"},
       {[](TrainConfig& c) { c.value_relu = false; }, "--value-relu false needs --passing-v"},
+      // --tensorboard-dir none turns TensorBoard off; checkpoints cannot be, and no folder named none is made.
+      {[](TrainConfig& c) { c.checkpoint_dir = "none"; }, "--checkpoint-dir must be a directory (checkpoints"},
   };
   for (const Case& c : cases) {
     TrainConfig cfg = valid;
     c.change(cfg);
-    EXPECT_TRUE(contains(error_of([&] { validate(cfg); }), c.expected));
+    EXPECT_TRUE(contains(error_message([&] { validate(cfg); }), c.expected));
   }
 }
 
 TEST(TrainConfig, OnBadSlideFromTheCommandLineFailsValidation) {
   const TrainConfig cfg = parse({"--train", "/d", "--on-bad-slide", "maybe"});
-  const std::string msg = error_of([&] { validate(cfg); });
+  const std::string msg = error_message([&] { validate(cfg); });
   EXPECT_TRUE(contains(msg, "--on-bad-slide"));
   EXPECT_TRUE(contains(msg, "maybe"));
 }
