@@ -26,12 +26,7 @@ class JobEnvironment : public ::testing::Test {
   }
   // The mil::Error check_job_environment throws for this world size, or "" when it passes.
   std::string error(int world_size) const {
-    try {
-      check_job_environment(env_, world_size);
-    } catch (const Error& e) {
-      return e.what();
-    }
-    return "";
+    return test::error_message([&] { check_job_environment(env_, world_size); });
   }
 
   test::TempDir dir_;

@@ -24,14 +24,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using test::error_message;
 
 // Runs `f` in a forked child (after `setup` there) and returns its exit status: 0 when f threw a mil::Error
 // holding `expected`, 1 when it did not throw, 2 for another message.
@@ -39,7 +32,7 @@ int child_status(const std::function<void()>& setup, const std::function<void()>
   const pid_t pid = fork();
   if (pid == 0) {
     setup();
-    const std::string msg = error_of(f);
+    const std::string msg = error_message(f);
     _exit(msg.empty() ? 1 : (msg.find(expected) != std::string::npos ? 0 : 2));
   }
   int status = 0;
@@ -58,7 +51,7 @@ TEST(EnsureWritableDirectories, CreatesMissingDirectoriesAndLeavesNoProbe) {
 TEST(EnsureWritableDirectories, AFileWhereADirectoryIsExpected) {
   test::TempDir tmp;
   std::ofstream(tmp.file("ckpt")) << "x";
-  const std::string msg = error_of([&] {
+  const std::string msg = error_message([&] {
     io::ensure_writable_directories({{tmp.file("ckpt"), "checkpoint directory"}});
   });
   EXPECT_EQ(msg, tmp.file("ckpt") + ": the checkpoint directory is a file, not a directory");
@@ -120,7 +113,7 @@ TEST(EnsureWritableDirectories, TrainingRefusesABadCheckpointDirBeforeReadingDat
   cfg.epochs = 2;
   cfg.log_level = "warn";
   LocalCommunicator comm;
-  const std::string msg = error_of([&] { run_training(cfg, comm); });
+  const std::string msg = error_message([&] { run_training(cfg, comm); });
   EXPECT_EQ(msg, tmp.file("ckpt") + ": the checkpoint directory is a file, not a directory");
   EXPECT_FALSE(fs::exists(tmp.file("output/tb")));  // nothing of the training started
 }

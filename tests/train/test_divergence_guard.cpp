@@ -28,12 +28,7 @@ torch::OrderedDict<std::string, torch::Tensor> two_params() {
 }
 
 std::string message_of(const torch::OrderedDict<std::string, torch::Tensor>& p, const std::vector<StepBag>& bags) {
-  try {
-    check_step_finite(p, bags, {1, 3, 7, 20});
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
+  return test::error_message([&] { check_step_finite(p, bags, {1, 3, 7, 20}); });
 }
 
 TEST(DivergenceGuard, FiniteStepPasses) {

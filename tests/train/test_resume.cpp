@@ -100,12 +100,7 @@ class Resume : public ::testing::Test {
 
   static std::string error_of(const TrainConfig& cfg) {
     LocalCommunicator comm;
-    try {
-      run_training(cfg, comm);
-    } catch (const Error& e) {
-      return e.what();
-    }
-    return "";
+    return test::error_message([&] { run_training(cfg, comm); });
   }
 
   static test::TempDir* data_;

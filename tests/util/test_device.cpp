@@ -11,12 +11,7 @@ namespace mil {
 namespace {
 
 std::string error_of(int local_rank, int local_size, int gpus) {
-  try {
-    gpu_for_local_rank(local_rank, local_size, gpus);
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
+  return test::error_message([&] { gpu_for_local_rank(local_rank, local_size, gpus); });
 }
 
 TEST(GpuAssignment, EachLocalRankGetsItsOwnGpu) {
