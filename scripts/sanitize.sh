@@ -3,7 +3,7 @@
 # dsmil_fuzz_replay) built with AddressSanitizer + UndefinedBehaviorSanitizer in their own build directory
 # (default build-sanitize; DSMIL_SANITIZE=ON). Only what the unit tests need is built (no benches, trainer
 # or evaluator binaries), at -O1 -g1: line tables are enough for the stack traces. CI runs it from
-# scripts/test.sh: about 10 minutes from scratch on 2 cores (build 7, tests 3).
+# scripts/test.sh: about 9.5 minutes from scratch on 2 cores (build 6, tests 3.5).
 # libtorch, HDF5 and OpenMPI stay Debian's uninstrumented libraries: leak detection is off (libtorch keeps
 # global allocations until exit) and so is the ODR check (protobuf and libtorch each carry copies of the
 # same symbols); every other ASan/UBSan finding fails its test.
