@@ -3,6 +3,7 @@
 // Printed by name, so ctest's test names say which variant failed (and stay the same from run to run).
 #include <ostream>
 #include <string>
+#include <vector>
 
 #include "mil/model/dsmil.hpp"
 
@@ -12,6 +13,13 @@ struct Architecture {
   int64_t classes;
   bool nonlinear_q, passing_v, value_relu;
   double dropout_v = 0.0;
+};
+
+// The variants the fp32 step tests cover: one to three classes, linear and nonlinear q, passing v, v without
+// its ReLU, node dropout.
+inline const std::vector<Architecture> kStepArchitectures = {
+    {1, true, false, true}, {3, true, false, true},  {2, false, false, true},
+    {2, false, true, true}, {1, false, true, false}, {2, true, true, true, 0.3},
 };
 
 inline ModelConfig config_of(const Architecture& a, int64_t feature_dim) {

@@ -88,11 +88,7 @@ TEST_P(StepMatchesAutograd, LossAndEveryGradient) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Architectures, StepMatchesAutograd,
-                         ::testing::Values(Architecture{1, true, false, true}, Architecture{3, true, false, true},
-                                           Architecture{2, false, false, true}, Architecture{2, false, true, true},
-                                           Architecture{1, false, true, false},
-                                           Architecture{2, true, true, true, 0.3}));
+INSTANTIATE_TEST_SUITE_P(Architectures, StepMatchesAutograd, ::testing::ValuesIn(test::kStepArchitectures));
 
 TEST(DsmilStep, ThreeAdamStepsMatchTheAuthorsCode) {
   // As TrainParity.ThreeAdamStepsMatchReference, with the hand-written step and the fused Adam.

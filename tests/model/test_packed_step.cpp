@@ -133,11 +133,7 @@ TEST_P(PackMatchesPerBag, RandomPacksOfMixedSizes) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Architectures, PackMatchesPerBag,
-                         ::testing::Values(Architecture{1, true, false, true}, Architecture{3, true, false, true},
-                                           Architecture{2, false, false, true}, Architecture{2, false, true, true},
-                                           Architecture{1, false, true, false},
-                                           Architecture{2, true, true, true, 0.3}));
+INSTANTIATE_TEST_SUITE_P(Architectures, PackMatchesPerBag, ::testing::ValuesIn(test::kStepArchitectures));
 
 TEST(PackedStep, PaddingCouldNotWinTheMaxPool) {
   for (const Architecture& k : {Architecture{1, true, false, true}, Architecture{2, true, true, true}}) {
