@@ -10,10 +10,7 @@ set -euo pipefail
 BUILD=$1
 MPIRUN=("$2" --oversubscribe --allow-run-as-root -np 2)
 HAVE_GLOO=$3
-WORK=$(mktemp -d)
-trap 'rm -rf "$WORK"' EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
-has() { grep -q -- "$2" "$1" || fail "$1 lacks '$2'"; }
+source "$(dirname "$0")/lib.sh"  # WORK (removed at exit), fail, has
 
 "$BUILD/bench/dsmil_make_bags" --out "$WORK/train" --bags 41 --dim 32 --seed 1 --task-seed 3 > /dev/null
 "$BUILD/bench/dsmil_make_bags" --out "$WORK/test" --bags 11 --dim 32 --seed 2 --task-seed 3 --prefix test_ > /dev/null

@@ -5,10 +5,7 @@
 #   usage: gpu_bench_dry_run.sh REPO
 set -euo pipefail
 REPO=$1
-WORK=$(mktemp -d)
-trap 'rm -rf "$WORK"' EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
-has() { grep -q -- "$2" "$1" || { cat "$1"; fail "$1 lacks '$2'"; }; }
+source "$(dirname "$0")/lib.sh"  # WORK (removed at exit), fail, has
 
 BUILD_DIR=$WORK/b "$REPO/bench/gpu_bench.sh" --dry-run > "$WORK/dry.log" 2>&1 || { cat "$WORK/dry.log"; fail "--dry-run failed"; }
 has "$WORK/dry.log" "would run: env BUILD_DIR=$WORK/b .*DSMIL_SKIP_DEPS=1 .*scripts/build_cuda.sh"

@@ -5,10 +5,7 @@
 #   usage: packed.sh BUILD_DIR
 set -euo pipefail
 BUILD=$1
-WORK=$(mktemp -d)
-trap 'rm -rf "$WORK"' EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
-has() { grep -q -- "$2" "$1" || { cat "$1"; fail "$1 lacks '$2'"; }; }
+source "$(dirname "$0")/lib.sh"  # WORK (removed at exit), fail, has
 export DSMIL_SAGEMAKER_ROOT=/nonexistent/dsmil-test/opt/ml
 
 # 61 bags of 2-13 instances: the last step wraps around, packs hold bags of one instance or two.

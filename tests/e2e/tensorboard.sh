@@ -7,9 +7,7 @@
 set -euo pipefail
 BUILD=$(cd "$1" && pwd)
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
-WORK=$(mktemp -d)
-trap 'rm -rf "$WORK"' EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
+source "$(dirname "$0")/lib.sh"  # WORK (removed at exit), fail, has
 
 VENV=$("$REPO/scripts/sagemaker/python_env.sh")
 PY=$VENV/bin/python
