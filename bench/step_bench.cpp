@@ -29,8 +29,8 @@
 #include "mil/dist/parameter_sync.hpp"
 #include "mil/model/dsmil_step.hpp"
 #include "mil/model/loss.hpp"
-#include "mil/model/precision.hpp"
 #include "mil/model/packed_step.hpp"
+#include "mil/model/precision.hpp"
 #include "mil/train/fused_adam.hpp"
 #include "mil/util/logging.hpp"
 #include "mil/util/threads.hpp"
@@ -59,6 +59,7 @@ struct Steppers {
     adam = mil::make_adam(params, {});
     flat = std::make_unique<mil::FlatParameters>(*fast);
     step = std::make_unique<mil::DsmilStep>(*flat);
+    step_torch_ops = std::make_unique<mil::DsmilStep>(*flat, mil::Precision::kFloat32, mil::StepPasses::kTorchOps);
     fused = std::make_unique<mil::FusedAdam>(flat->values(), flat->grads(), mil::OptimizerConfig{});
     packed = std::make_unique<mil::PackedStep>(*flat);
   }
@@ -74,10 +75,10 @@ struct Steppers {
     adam->step();
     return loss;
   }
-  double fused_step(const std::vector<torch::Tensor>& bags, const torch::Tensor& y) {
+  double fused_step(const std::vector<torch::Tensor>& bags, const torch::Tensor& y, bool torch_ops = false) {
     flat->grads().zero_();
     double loss = 0;
-    for (const torch::Tensor& x : bags) loss += step->accumulate(x, y);
+    for (const torch::Tensor& x : bags) loss += (torch_ops ? step_torch_ops : step)->accumulate(x, y);
     fused->step(static_cast<int64_t>(bags.size()));
     return loss;
   }
@@ -98,7 +99,7 @@ struct Steppers {
   std::vector<torch::Tensor> params;
   std::unique_ptr<torch::optim::Adam> adam;
   std::unique_ptr<mil::FlatParameters> flat;
-  std::unique_ptr<mil::DsmilStep> step;
+  std::unique_ptr<mil::DsmilStep> step, step_torch_ops;  // its passes as CPU loops, as libtorch ops
   std::unique_ptr<mil::FusedAdam> fused;
   std::unique_ptr<mil::PackedStep> packed;
   mil::LocalCommunicator comm;
@@ -129,8 +130,8 @@ double time_it(F&& f) {
 void large_bags(int rounds) {
   std::printf(
       "| D | N | FLOP/instance fwd + bwd | sgemm [N,D]x[D,128] GFLOP/s | autograd step ms | GFLOP/s | ratio |"
-      " fused step ms | GFLOP/s | **ratio** | fused / autograd |\n");
-  std::printf("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
+      " fused step ms | GFLOP/s | **ratio** | fused / autograd | fused, libtorch passes ms | loops / libtorch |\n");
+  std::printf("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
   for (int64_t d : {512, 1024}) {
     mil::ModelConfig mc;
     mc.feature_dim = d;
@@ -142,7 +143,7 @@ void large_bags(int rounds) {
       const torch::Tensor y = torch::ones({1});
       const torch::Tensor w = torch::randn({mil::ModelConfig::kQueryDim, d});
       torch::Tensor out = torch::empty({n, mil::ModelConfig::kQueryDim});
-      std::vector<double> t_gemm, t_ref, t_fast;
+      std::vector<double> t_gemm, t_ref, t_fast, t_ops;
       for (int r = 0; r <= rounds; ++r) {
         const double g = time_it([&] {
                            for (int k = 0; k < 3; ++k) at::mm_out(out, bag[0], w.t());
@@ -150,21 +151,43 @@ void large_bags(int rounds) {
                          3;
         const double a = time_it([&] { s.autograd_step(bag, y); });
         const double f = time_it([&] { s.fused_step(bag, y); });
+        const double o = time_it([&] { s.fused_step(bag, y, true); });
         if (r == 0) continue;  // warm-up: workspaces, BLAS buffers
         t_gemm.push_back(g);
         t_ref.push_back(a);
         t_fast.push_back(f);
+        t_ops.push_back(o);
       }
       const double flops = (fwd + bwd) * static_cast<double>(n);
       const double gemm = 2.0 * n * d * mil::ModelConfig::kQueryDim / median(t_gemm) / 1e9;
       const double ref = flops / median(t_ref) / 1e9;
       const double fast = flops / median(t_fast) / 1e9;
-      std::printf("| %lld | %lld | %.0f + %.0f | %.1f | %.3f | %.1f | %.2f | %.3f | %.1f | **%.2f** | %.2fx |\n",
-                  static_cast<long long>(d), static_cast<long long>(n), fwd, bwd, gemm, 1e3 * median(t_ref), ref,
-                  ref / gemm, 1e3 * median(t_fast), fast, fast / gemm, median(t_ref) / median(t_fast));
+      std::printf(
+          "| %lld | %lld | %.0f + %.0f | %.1f | %.3f | %.1f | %.2f | %.3f | %.1f | **%.2f** | %.2fx | %.3f | %.2fx |\n",
+          static_cast<long long>(d), static_cast<long long>(n), fwd, bwd, gemm, 1e3 * median(t_ref), ref, ref / gemm,
+          1e3 * median(t_fast), fast, fast / gemm, median(t_ref) / median(t_fast), 1e3 * median(t_ops),
+          median(t_ops) / median(t_fast));
       std::fflush(stdout);
     }
   }
+}
+
+// Only the fused step at one shape, for a profiler (perf record -g build/bench/dsmil_bench_step --profile ...).
+void profile(int64_t d, int64_t n, int steps) {
+  mil::ModelConfig mc;
+  mc.feature_dim = d;
+  Steppers s(mc);
+  const std::vector<torch::Tensor> bag = {torch::randn({n, d})};
+  const torch::Tensor y = torch::ones({1});
+  s.fused_step(bag, y);  // warm-up: workspaces, BLAS buffers
+  const double t = time_it([&] {
+    for (int i = 0; i < steps; ++i) s.fused_step(bag, y);
+  });
+  const double flops =
+      (mil::DsmilStep::forward_flops_per_instance(mc) + mil::DsmilStep::backward_flops_per_instance(mc)) *
+      static_cast<double>(n) * steps;
+  std::printf("| D = %lld, N = %lld | %d fused steps | %.3f ms each | %.1f GFLOP/s |\n", static_cast<long long>(d),
+              static_cast<long long>(n), steps, 1e3 * t / steps, flops / t / 1e9);
 }
 
 // The fused step in fp32 and in bf16 from the same initial weights (each with its own copy and Adam).
@@ -302,7 +325,10 @@ int main(int argc, char** argv) {
         "tiny-only", "only the tiny-bag figure", cxxopts::value<bool>()->default_value("false"))(
         "clock", "wall, or cpu (process CPU time: for one thread on a loaded machine)",
         cxxopts::value<std::string>()->default_value("wall"))("bf16-only", "only the bf16 vs fp32 rows",
-                                                              cxxopts::value<bool>()->default_value("false"));
+                                                              cxxopts::value<bool>()->default_value("false"))(
+        "profile", "only the fused step at D,N (for a profiler), e.g. 512,1000",
+        cxxopts::value<std::vector<int64_t>>())("steps", "steps with --profile",
+                                                cxxopts::value<int>()->default_value("500"));
     const auto args = options.parse(argc, argv);
     mil::setup_logging("warn", 0, 1);
     const int threads = mil::set_torch_threads(args["threads"].as<int>(), 1);
@@ -310,7 +336,11 @@ int main(int argc, char** argv) {
     g_cpu_clock = args["clock"].as<std::string>() == "cpu";
     std::printf("# dsmil_bench_step: %d libtorch thread(s), CPU, median of %d rounds, %s time; load average %s\n",
                 threads, rounds, g_cpu_clock ? "process CPU" : "wall-clock", load_average().c_str());
-    if (args["bf16-only"].as<bool>()) {
+    if (args.count("profile") != 0) {
+      const std::vector<int64_t> shape = args["profile"].as<std::vector<int64_t>>();
+      if (shape.size() != 2) throw std::invalid_argument("--profile expects D,N");
+      profile(shape[0], shape[1], args["steps"].as<int>());
+    } else if (args["bf16-only"].as<bool>()) {
       bf16_rows(rounds);
     } else {
       if (!args["tiny-only"].as<bool>()) {

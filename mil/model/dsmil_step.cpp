@@ -12,7 +12,10 @@ namespace {
 
 // Shared with the other hand-written step (step_math.hpp).
 using step_math::bce_with_logits;
+using step_math::block;
 using step_math::kH;
+using step_math::mut_rows;
+using step_math::rows;
 using step_math::sigmoid;
 using step_math::workspace;
 
@@ -22,8 +25,8 @@ torch::Tensor on_cpu(const torch::Tensor& t) {
 
 }  // namespace
 
-DsmilStep::DsmilStep(FlatParameters& flat, Precision precision)
-    : flat_(flat), cfg_(flat.config()), gemm_(precision), scale_(std::sqrt(static_cast<double>(kH))) {
+DsmilStep::DsmilStep(FlatParameters& flat, Precision precision, StepPasses passes)
+    : flat_(flat), cfg_(flat.config()), gemm_(precision), passes_(passes), scale_(std::sqrt(static_cast<double>(kH))) {
   const torch::TensorOptions opts = flat_.values().options();
   const int64_t c = cfg_.num_classes;
   max_val_ = torch::empty({c}, opts);
@@ -80,24 +83,33 @@ double DsmilStep::accumulate(const torch::Tensor& x, const torch::Tensor& target
   gemm_.mm(z, xg, w.w_in.t(), w.b_in);
   const torch::Tensor logits = z.narrow(1, 0, c);
   torch::Tensor z1 = z.narrow(1, c, kH);
-  at::max_out(max_val_, max_idx_, logits, 0);  // the critical instances and the loss's max pooling
+  loops_ = passes_ == StepPasses::kAuto && x.device().is_cpu();
+  if (loops_) {
+    segment::max_pool(rows(z), c, {0, n}, max_val_.data_ptr<float>(), max_idx_.data_ptr<int64_t>());
+  } else {
+    at::max_out(max_val_, max_idx_, logits, 0);  // the critical instances and the loss's max pooling
+  }
   torch::Tensor q;
   if (cfg_.nonlinear_q) {
-    z1.relu_();
+    loops_ ? row_ops::relu_inplace(block(z1)) : void(z1.relu_());
     q = workspace(q_, n, kH, opts);
     gemm_.mm(q, gemm_.bf16() ? MixedGemm::to_bf16(z1, z1b_) : z1, w.w_q2.t(), w.b_q2);
-    q.tanh_();
+    loops_ ? row_ops::tanh_inplace(block(q)) : void(q.tanh_());
   } else {
     q = z1;
   }
   at::index_select_out(qc_, q, 0, max_idx_);
 
   // Attention over instances, one row per class: a = softmax_N(qc qᵀ / sqrt(128)).
-  torch::Tensor s = workspace(s_, c, n, opts);
-  at::mm_out(s, qc_, q.t());
-  s.div_(scale_);
   torch::Tensor a = workspace(a_, c, n, opts);
-  at::_softmax_out(a, s, 1, false);
+  if (loops_) {
+    segment::attention(rows(q), qc_.data_ptr<float>(), kH, c, {0, n}, scale_, a.data_ptr<float>());
+  } else {
+    torch::Tensor s = workspace(s_, c, n, opts);
+    at::mm_out(s, qc_, q.t());
+    s.div_(scale_);
+    at::_softmax_out(a, s, 1, false);
+  }
 
   torch::Tensor xv = xg;  // the values' input (node dropout applies to it)
   torch::Tensor v = xg;
@@ -172,29 +184,42 @@ void DsmilStep::backward(const torch::Tensor& x, const torch::Tensor& xv) {
     g.b_v.addmv_(d_v.t(), ones);
   }
 
-  // Softmax, then the 1/sqrt(128) scale: d_s = d(qc qᵀ), in the scores' workspace (free by now).
-  torch::Tensor d_s = workspace(s_, c, n, opts);
-  at::_softmax_backward_data_out(d_s, d_a, a, 1, torch::kFloat);
-  d_s.div_(scale_);
-
-  // Scores s = qc qᵀ: dq = dsᵀ qc, plus d(qc) = ds q added to the critical rows.
+  // Softmax, then the 1/sqrt(128) scale: d_s = d(qc qᵀ). Then the scores s = qc qᵀ: dq = dsᵀ qc, plus
+  // d(qc) = ds q added to the critical rows.
   const torch::Tensor d_z = workspace(d_z_, n, c + kH, opts);
   torch::Tensor d_z1 = d_z.narrow(1, c, kH);
   const torch::Tensor z1 = z_.narrow(0, 0, n * (c + kH)).view({n, c + kH}).narrow(1, c, kH);
   const torch::Tensor q = cfg_.nonlinear_q ? q_.narrow(0, 0, n * kH).view({n, kH}) : z1;
   torch::Tensor d_q = cfg_.nonlinear_q ? workspace(d_q_, n, kH, opts) : d_z1;
-  at::mm_out(d_q, d_s.t(), qc_);
-  at::mm_out(d_qc_, d_s, q);
-  d_q.index_add_(0, max_idx_, d_qc_);
+  if (loops_) {
+    segment::attention_grad_scores(a.data_ptr<float>(), d_a.data_ptr<float>(), c, {0, n}, scale_);
+    segment::query_grad(d_a.data_ptr<float>(), rows(q), qc_.data_ptr<float>(), max_idx_.data_ptr<int64_t>(), kH, c,
+                        {0, n}, mut_rows(d_q));
+  } else {
+    torch::Tensor d_s = workspace(s_, c, n, opts);
+    at::_softmax_backward_data_out(d_s, d_a, a, 1, torch::kFloat);
+    d_s.div_(scale_);
+    at::mm_out(d_q, d_s.t(), qc_);
+    at::mm_out(d_qc_, d_s, q);
+    d_q.index_add_(0, max_idx_, d_qc_);
+  }
   if (cfg_.nonlinear_q) {
-    at::tanh_backward_out(d_q, d_q, q);
+    if (loops_) {
+      row_ops::tanh_grad(block(q), block(d_q), g.b_q2.data_ptr<float>());  // and b_q2's gradient
+    } else {
+      at::tanh_backward_out(d_q, d_q, q);
+      g.b_q2.addmv_(d_q.t(), ones);
+    }
     // z1 holds relu(x W1ᵀ + b1); bf16: as the forward rounded it.
     const torch::Tensor z1g = gemm_.bf16() ? z1b_.narrow(0, 0, n * kH).view({n, kH}) : z1;
     const torch::Tensor d_qg = gemm_.bf16() ? MixedGemm::to_bf16(d_q, d_qb_) : d_q;
     gemm_.add_mm(g.w_q2, d_qg.t(), z1g);
-    g.b_q2.addmv_(d_q.t(), ones);
     gemm_.mm(d_z1, d_qg, w.w_q2);
-    at::threshold_backward_out(d_z1, d_z1, z1, 0);
+    if (loops_) {
+      row_ops::relu_grad(block(z1), block(d_z1), g.b_in.data_ptr<float>() + c);  // and b1's gradient
+    } else {
+      at::threshold_backward_out(d_z1, d_z1, z1, 0);
+    }
   }
 
   // Max pooling of the instance logits: the gradient reaches the argmax row of each class only.
@@ -202,7 +227,11 @@ void DsmilStep::backward(const torch::Tensor& x, const torch::Tensor& xv) {
   d_logits.zero_();
   d_logits.scatter_(0, max_idx_.view({1, c}), d_max.view({1, c}));  // d_logits[argmax_k, k] = d_max[k]
   gemm_.add_mm(g.w_in, d_z.t(), x);
-  g.b_in.addmv_(d_z.t(), ones);
+  if (loops_ && cfg_.nonlinear_q) {
+    g.b_in.narrow(0, 0, c).add_(d_max);  // the logits' columns of d_z hold d_max only
+  } else {
+    g.b_in.addmv_(d_z.t(), ones);
+  }
 }
 
 }  // namespace mil

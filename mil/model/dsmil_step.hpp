@@ -22,9 +22,15 @@
 
 namespace mil {
 
+// How the step's elementwise and softmax passes run. kAuto: on CPU tensors, fused loops (row_ops,
+// segment_ops: a fast vectorised tanh, bias gradients summed in the same pass); elsewhere libtorch ops.
+// kTorchOps: libtorch ops everywhere (the GPU's path, which tests also run on CPU).
+enum class StepPasses { kAuto, kTorchOps };
+
 class DsmilStep {
  public:
-  explicit DsmilStep(FlatParameters& flat, Precision precision = Precision::kFloat32);
+  explicit DsmilStep(FlatParameters& flat, Precision precision = Precision::kFloat32,
+                     StepPasses passes = StepPasses::kAuto);
 
   // Forward, loss and backward of one bag; the bag's gradients are added to flat.grads() (zero them per
   // optimiser step). x: [N, D] float32 on the parameters' device, N >= 1 (with bf16, bfloat16 features are
@@ -47,7 +53,9 @@ class DsmilStep {
   ModelConfig cfg_;
   MixedGemm gemm_;  // the products over instances, in the step's precision
   MixedGemm fp32_{Precision::kFloat32};
-  double scale_;  // sqrt(128)
+  StepPasses passes_;
+  bool loops_ = false;  // this bag's passes are the CPU loops
+  double scale_;        // sqrt(128)
   // Workspaces, reused across bags.
   torch::Tensor z_, q_, s_, a_, v_, bag_rep_, bag_logits_, max_val_, max_idx_;
   torch::Tensor d_bag_rep_, d_a_, d_q_, d_qc_, d_z_, d_v_, ones_, host_grads_, dev_grads_;

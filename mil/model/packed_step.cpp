@@ -15,17 +15,12 @@ namespace {
 
 // Shared with the other hand-written step (step_math.hpp).
 using step_math::bce_with_logits;
+using step_math::block;
 using step_math::kH;
+using step_math::mut_rows;
+using step_math::rows;
 using step_math::sigmoid;
 using step_math::workspace;
-
-segment::Rows rows(const torch::Tensor& m) {
-  return {m.data_ptr<float>(), m.stride(0)};
-}
-
-segment::MutRows mut_rows(const torch::Tensor& m) {
-  return {m.data_ptr<float>(), m.stride(0)};
-}
 
 }  // namespace
 
@@ -91,10 +86,10 @@ void PackedStep::forward(const PackedBags& pack) {
   torch::Tensor z1 = z.narrow(1, c, kH);
   q_now_ = z1;
   if (cfg_.nonlinear_q) {
-    z1.relu_();
+    row_ops::relu_inplace(block(z1));
     q_now_ = workspace(q_, t, kH, opts);
     at::addmm_out(q_now_, w.b_q2, z1, w.w_q2.t());
-    q_now_.tanh_();
+    row_ops::tanh_inplace(block(q_now_));
   }
   torch::Tensor qc = workspace(qc_, bags * c, kH, opts);
   at::index_select_out(qc, q_now_, 0, max_idx.view({bags * c}));
@@ -194,11 +189,10 @@ void PackedStep::backward(const PackedBags& pack) {
   const int64_t* max_idx = fwd_.critical.data_ptr<int64_t>();
   segment::query_grad(d_a.data_ptr<float>(), rows(q_now_), qc_.data_ptr<float>(), max_idx, kH, c, off_, mut_rows(d_q));
   if (cfg_.nonlinear_q) {
-    at::tanh_backward_out(d_q, d_q, q_now_);
-    g.w_q2.addmm_(d_q.t(), z1);  // z1 holds relu(x W1ᵀ + b1)
-    g.b_q2.addmv_(d_q.t(), ones);
+    row_ops::tanh_grad(block(q_now_), block(d_q), g.b_q2.data_ptr<float>());  // and b_q2's gradient
+    g.w_q2.addmm_(d_q.t(), z1);                                               // z1 holds relu(x W1ᵀ + b1)
     at::mm_out(d_z1, d_q, w.w_q2);
-    at::threshold_backward_out(d_z1, d_z1, z1, 0);
+    row_ops::relu_grad(block(z1), block(d_z1), g.b_in.data_ptr<float>() + c);  // and b1's gradient
   }
 
   // Each bag's max-pool: the gradient reaches its argmax row of each class only.
@@ -208,7 +202,11 @@ void PackedStep::backward(const PackedBags& pack) {
   const float* dm = d_max.data_ptr<float>();
   for (int64_t i = 0; i < bags * c; ++i) dz[max_idx[i] * (c + kH) + i % c] = dm[i];
   g.w_in.addmm_(d_z.t(), x);
-  g.b_in.addmv_(d_z.t(), ones);
+  if (cfg_.nonlinear_q) {
+    g.b_in.narrow(0, 0, c).add_(d_max.sum(0));  // the logits' columns of d_z hold d_max only
+  } else {
+    g.b_in.addmv_(d_z.t(), ones);
+  }
 }
 
 }  // namespace mil

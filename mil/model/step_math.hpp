@@ -7,6 +7,8 @@
 #include <cmath>
 
 #include "mil/model/dsmil.hpp"
+#include "mil/model/row_ops.hpp"
+#include "mil/model/segment_ops.hpp"
 
 namespace mil::step_math {
 
@@ -27,6 +29,19 @@ inline torch::Tensor workspace(torch::Tensor& buf, int64_t rows, int64_t cols, c
   const int64_t n = rows * cols;
   if (!buf.defined() || buf.numel() < n) buf = torch::empty({n}, opts);
   return buf.narrow(0, 0, n).view({rows, cols});
+}
+
+// Views of a float32 CPU matrix (rows with unit column stride) for the loops of segment_ops and row_ops.
+inline segment::Rows rows(const torch::Tensor& m) {
+  return {m.data_ptr<float>(), m.stride(0)};
+}
+
+inline segment::MutRows mut_rows(const torch::Tensor& m) {
+  return {m.data_ptr<float>(), m.stride(0)};
+}
+
+inline row_ops::Block block(const torch::Tensor& m) {
+  return {m.data_ptr<float>(), m.size(0), m.size(1), m.stride(0)};
 }
 
 }  // namespace mil::step_math

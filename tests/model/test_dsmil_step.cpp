@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 
 #include <map>
+#include <ostream>
+#include <tuple>
 
 #include "mil/io/h5_reader.hpp"
 #include "mil/model/dsmil_step.hpp"
@@ -41,10 +43,11 @@ std::map<std::string, torch::Tensor> autograd_gradients(DsmilNetImpl& net, const
 
 using test::Architecture;
 
-class StepMatchesAutograd : public ::testing::TestWithParam<Architecture> {};
+// Both ways of running the passes: the CPU loops, and the libtorch ops the GPU runs.
+class StepMatchesAutograd : public ::testing::TestWithParam<std::tuple<Architecture, StepPasses>> {};
 
 TEST_P(StepMatchesAutograd, LossAndEveryGradient) {
-  const Architecture& k = GetParam();
+  const Architecture& k = std::get<0>(GetParam());
   const ModelConfig mc = test::config_of(k, 24);
   DsmilNet ref(mc), fast(mc);
   ref->init_orthogonal(5);
@@ -60,7 +63,7 @@ TEST_P(StepMatchesAutograd, LossAndEveryGradient) {
   for (const auto& [key, t] : state_dict_of(*fast)) {  // binding moved the weights, it did not change them
     EXPECT_TRUE(torch::equal(t, ref->named_parameters()[key].detach())) << key;
   }
-  DsmilStep step(flat);
+  DsmilStep step(flat, Precision::kFloat32, std::get<1>(GetParam()));
   torch::manual_seed(11);
   const torch::Tensor y = torch::randint(0, 2, {k.classes}).to(torch::kFloat);
   // One instance, a few, many; then two bags accumulated into one gradient.
@@ -88,7 +91,17 @@ TEST_P(StepMatchesAutograd, LossAndEveryGradient) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Architectures, StepMatchesAutograd, ::testing::ValuesIn(test::kStepArchitectures));
+INSTANTIATE_TEST_SUITE_P(Architectures, StepMatchesAutograd,
+                         ::testing::Combine(::testing::ValuesIn(test::kStepArchitectures),
+                                            ::testing::Values(StepPasses::kAuto, StepPasses::kTorchOps)));
+
+}  // namespace
+
+void PrintTo(StepPasses p, std::ostream* os) {
+  *os << (p == StepPasses::kAuto ? "CPU loops" : "libtorch ops");
+}
+
+namespace {
 
 TEST(DsmilStep, ThreeAdamStepsMatchTheAuthorsCode) {
   // As TrainParity.ThreeAdamStepsMatchReference, with the hand-written step and the fused Adam.

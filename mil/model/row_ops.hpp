@@ -1,0 +1,35 @@
+#pragma once
+// Elementwise passes of the hand-written steps (DsmilStep, PackedStep) over [rows, h] float32 blocks, each
+// fused with what the step needs next from the same rows (the bias gradient's column sums), so that a
+// block is walked once instead of by two or three libtorch ops. CPU float32 only; each function picks the
+// widest vector instructions the processor has at run time.
+#include <cstdint>
+
+namespace mil::row_ops {
+
+// A [rows, h] block given by its first element and the distance between rows (a view's stride).
+struct Block {
+  float* p;
+  int64_t rows;
+  int64_t h;
+  int64_t stride;
+  float* row(int64_t r) const { return p + r * stride; }
+};
+
+// tanh of one value, as tanh_inplace computes it: within 2.5e-7 relative of std::tanh over all floats
+// (tested); NaN stays NaN, ±inf gives ±1.
+float tanh(float x);
+
+// y = tanh(y), in place.
+void tanh_inplace(Block y);
+
+// y = max(y, 0), in place; NaN stays NaN (as torch::relu_).
+void relu_inplace(Block y);
+
+// Backward of q = tanh(u): d = d * (1 - q²) in place, then col_sum[j] += Σ_r d[r, j] (the bias gradient).
+void tanh_grad(Block q, Block d, float* col_sum);
+
+// Backward of z = relu(u) given z: d = d where z > 0, else 0, in place; then col_sum[j] += Σ_r d[r, j].
+void relu_grad(Block z, Block d, float* col_sum);
+
+}  // namespace mil::row_ops
