@@ -203,9 +203,13 @@ void DsmilStep::backward(const torch::Tensor& x, const torch::Tensor& xv) {
     at::mm_out(d_qc_, d_s, q);
     d_q.index_add_(0, max_idx_, d_qc_);
   }
+  // A bag's bias gradients are summed on their own, then added: the sum over bags is the same in every
+  // rank layout (an all-reduce of per-rank sums), bit for bit.
+  const torch::Tensor bias_sum = workspace(bias_sum_, 1, kH, opts).view({kH});
   if (cfg_.nonlinear_q) {
     if (loops_) {
-      row_ops::tanh_grad(block(q), block(d_q), g.b_q2.data_ptr<float>());  // and b_q2's gradient
+      row_ops::tanh_grad(block(q), block(d_q), bias_sum.data_ptr<float>());
+      g.b_q2.add_(bias_sum);
     } else {
       at::tanh_backward_out(d_q, d_q, q);
       g.b_q2.addmv_(d_q.t(), ones);
@@ -216,7 +220,8 @@ void DsmilStep::backward(const torch::Tensor& x, const torch::Tensor& xv) {
     gemm_.add_mm(g.w_q2, d_qg.t(), z1g);
     gemm_.mm(d_z1, d_qg, w.w_q2);
     if (loops_) {
-      row_ops::relu_grad(block(z1), block(d_z1), g.b_in.data_ptr<float>() + c);  // and b1's gradient
+      row_ops::relu_grad(block(z1), block(d_z1), bias_sum.data_ptr<float>());
+      g.b_in.narrow(0, c, kH).add_(bias_sum);
     } else {
       at::threshold_backward_out(d_z1, d_z1, z1, 0);
     }

@@ -58,7 +58,7 @@ class DsmilStep {
   double scale_;        // sqrt(128)
   // Workspaces, reused across bags.
   torch::Tensor z_, q_, s_, a_, v_, bag_rep_, bag_logits_, max_val_, max_idx_;
-  torch::Tensor d_bag_rep_, d_a_, d_q_, d_qc_, d_z_, d_v_, ones_, host_grads_, dev_grads_;
+  torch::Tensor d_bag_rep_, d_a_, d_q_, d_qc_, d_z_, d_v_, ones_, host_grads_, dev_grads_, bias_sum_;
   torch::Tensor qc_;
   torch::Tensor xb_, z1b_, d_qb_;  // bf16: operands used by two products, rounded once
 };

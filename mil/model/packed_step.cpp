@@ -189,10 +189,13 @@ void PackedStep::backward(const PackedBags& pack) {
   const int64_t* max_idx = fwd_.critical.data_ptr<int64_t>();
   segment::query_grad(d_a.data_ptr<float>(), rows(q_now_), qc_.data_ptr<float>(), max_idx, kH, c, off_, mut_rows(d_q));
   if (cfg_.nonlinear_q) {
-    row_ops::tanh_grad(block(q_now_), block(d_q), g.b_q2.data_ptr<float>());  // and b_q2's gradient
-    g.w_q2.addmm_(d_q.t(), z1);                                               // z1 holds relu(x W1ᵀ + b1)
+    const torch::Tensor bias_sum = workspace(bias_sum_, 1, kH, opts).view({kH});  // the pack's, then added
+    row_ops::tanh_grad(block(q_now_), block(d_q), bias_sum.data_ptr<float>());
+    g.b_q2.add_(bias_sum);
+    g.w_q2.addmm_(d_q.t(), z1);  // z1 holds relu(x W1ᵀ + b1)
     at::mm_out(d_z1, d_q, w.w_q2);
-    row_ops::relu_grad(block(z1), block(d_z1), g.b_in.data_ptr<float>() + c);  // and b1's gradient
+    row_ops::relu_grad(block(z1), block(d_z1), bias_sum.data_ptr<float>());
+    g.b_in.narrow(0, c, kH).add_(bias_sum);
   }
 
   // Each bag's max-pool: the gradient reaches its argmax row of each class only.

@@ -1,5 +1,6 @@
 #include "mil/model/row_ops.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -67,6 +68,7 @@ MIL_ROW_OPS_CLONES void relu_inplace(Block y) {
 }
 
 MIL_ROW_OPS_CLONES void tanh_grad(Block q, Block d, float* col_sum) {
+  std::fill(col_sum, col_sum + d.h, 0.0f);
   for (int64_t r = 0; r < d.rows; ++r) {
     const float* qr = q.row(r);
     float* dr = d.row(r);
@@ -78,6 +80,7 @@ MIL_ROW_OPS_CLONES void tanh_grad(Block q, Block d, float* col_sum) {
 }
 
 MIL_ROW_OPS_CLONES void relu_grad(Block z, Block d, float* col_sum) {
+  std::fill(col_sum, col_sum + d.h, 0.0f);
   for (int64_t r = 0; r < d.rows; ++r) {
     const float* zr = z.row(r);
     float* dr = d.row(r);

@@ -26,10 +26,11 @@ void tanh_inplace(Block y);
 // y = max(y, 0), in place; NaN stays NaN (as torch::relu_).
 void relu_inplace(Block y);
 
-// Backward of q = tanh(u): d = d * (1 - q²) in place, then col_sum[j] += Σ_r d[r, j] (the bias gradient).
+// Backward of q = tanh(u): d = d * (1 - q²) in place, and col_sum[j] = Σ_r d[r, j] (the bias gradient;
+// written, not added, so that a bag's gradient is summed on its own before it joins the others').
 void tanh_grad(Block q, Block d, float* col_sum);
 
-// Backward of z = relu(u) given z: d = d where z > 0, else 0, in place; then col_sum[j] += Σ_r d[r, j].
+// Backward of z = relu(u) given z: d = d where z > 0, else 0, in place, and col_sum[j] = Σ_r d[r, j].
 void relu_grad(Block z, Block d, float* col_sum);
 
 }  // namespace mil::row_ops

@@ -1,13 +1,18 @@
 // Compares two dsmil_train runs: the weights of two model.pth files within a tolerance, and two
 // metrics.json files: epoch numbers, validation AUC and accuracy and the best epoch exactly, every other
-// number (losses, learning rates, test metrics) within the tolerance, timings not at all. Exits 0 when the
-// runs agree, else 1 after listing every difference.
+// number (losses, learning rates, test metrics) within the tolerance, timings not at all. Optionally two
+// predictions.csv files: the same rows, names, labels and predicted classes, probabilities within the
+// tolerance plus the file's printed precision (two runs within 1e-7 of each other may print 1e-6 apart).
+// Exits 0 when the runs agree, else 1 after listing every difference.
 //   usage: dsmil_compare_runs A/model.pth B/model.pth A/metrics.json B/metrics.json TOLERANCE
+//                             [A/predictions.csv B/predictions.csv]
 #include <cmath>
 #include <cstdio>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <sstream>
 #include <string>
+#include <vector>
 
 #include "mil/io/files.hpp"
 #include "mil/model/state_dict.hpp"
@@ -69,11 +74,48 @@ void compare_json(const json& a, const json& b, const std::string& where, bool e
   }
 }
 
+std::vector<std::string> split(const std::string& line) {
+  std::vector<std::string> cells;
+  std::stringstream in(line);
+  for (std::string cell; std::getline(in, cell, ',');) cells.push_back(cell);
+  return cells;
+}
+
+void compare_predictions(const std::string& a_path, const std::string& b_path, double tol) {
+  std::stringstream a(mil::io::read_file(a_path)), b(mil::io::read_file(b_path));
+  std::string la, lb, header;
+  std::getline(a, header);
+  std::getline(b, lb);
+  if (header != lb) return differ("predictions", "headers " + header + " vs " + lb);
+  const std::vector<std::string> columns = split(header);
+  int rows = 0;
+  double worst = 0;
+  for (; std::getline(a, la); ++rows) {
+    if (!std::getline(b, lb)) return differ("predictions", "the second file ends after " + std::to_string(rows));
+    const std::vector<std::string> ca = split(la), cb = split(lb);
+    if (ca.size() != columns.size() || cb.size() != columns.size()) return differ("predictions", la + " vs " + lb);
+    for (size_t j = 0; j < columns.size(); ++j) {
+      if (columns[j].rfind("p_", 0) != 0) {
+        if (ca[j] != cb[j]) differ("predictions row " + std::to_string(rows + 1), la + " vs " + lb);
+        continue;
+      }
+      const double d = std::abs(std::stod(ca[j]) - std::stod(cb[j]));
+      if (!(d <= tol + 1e-6)) differ("predictions row " + std::to_string(rows + 1), la + " vs " + lb);
+      worst = std::max(worst, d);
+    }
+  }
+  if (std::getline(b, lb)) differ("predictions", "the second file has more than " + std::to_string(rows) + " rows");
+  std::printf("predictions: %d rows, max |a - b| = %.3g\n", rows, worst);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc != 6) {
-    std::fprintf(stderr, "usage: %s A/model.pth B/model.pth A/metrics.json B/metrics.json TOLERANCE\n", argv[0]);
+  if (argc != 6 && argc != 8) {
+    std::fprintf(stderr,
+                 "usage: %s A/model.pth B/model.pth A/metrics.json B/metrics.json TOLERANCE "
+                 "[A/predictions.csv B/predictions.csv]\n",
+                 argv[0]);
     return 2;
   }
   try {
@@ -83,6 +125,7 @@ int main(int argc, char** argv) {
     const json b = json::parse(mil::io::read_file(argv[4]));
     compare_json(a, b, "metrics", false, tol);
     std::printf("metrics: %zu epoch records compared\n", a.value("epochs", json::array()).size());
+    if (argc == 8) compare_predictions(argv[6], argv[7], tol);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
     return 2;
