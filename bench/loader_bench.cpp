@@ -255,7 +255,7 @@ int main(int argc, char** argv) {
       "log-mean", "mean log bag size", cxxopts::value<double>(data.log_mean_instances)->default_value("7.0"))(
       "float16", "store features as float16", cxxopts::value<bool>(data.float16)->default_value("false"))(
       "repeats", "measurements per figure (median reported)", cxxopts::value<int>(repeats)->default_value("3"))(
-      "threads", "libtorch threads (0 = auto: the process's share of the cores, 1 on a share of <= 2)",
+      "threads", "libtorch threads (0 = auto: the process's share of the cores)",
       cxxopts::value<int>(threads)->default_value("0"))("drop-caches", "drop the page cache before disk passes (root)",
                                                         cxxopts::value<bool>(drop_caches)->default_value("false"))(
       "h,help", "print help");

@@ -318,8 +318,7 @@ void tiny_bags(int rounds) {
 int main(int argc, char** argv) {
   try {
     cxxopts::Options options("dsmil_bench_step", "A training step against the sgemm of its dominant shape");
-    options.add_options()("threads",
-                          "libtorch threads (0 = auto: the process's share of the cores, 1 on a share of <= 2)",
+    options.add_options()("threads", "libtorch threads (0 = auto: the process's share of the cores)",
                           cxxopts::value<int>()->default_value("0"))("rounds", "timed rounds per figure (median)",
                                                                      cxxopts::value<int>()->default_value("9"))(
         "tiny-only", "only the tiny-bag figure", cxxopts::value<bool>()->default_value("false"))(

@@ -1,4 +1,4 @@
-// --threads 0: each process's share of the host's cores, and one thread where the share is 1-2 cores.
+// --threads 0: each process's share of the host's cores, within its binding.
 #include <gtest/gtest.h>
 
 #include "mil/util/threads.hpp"
@@ -6,11 +6,12 @@
 namespace mil {
 namespace {
 
-TEST(AutoThreads, AShareOfTwoCoresOrFewerGetsOneThread) {
-  EXPECT_EQ(auto_thread_count(2, 1, 2), 1);  // this project's 2-core machine, one process
+TEST(AutoThreads, SmallSharesKeepEveryCore) {
+  EXPECT_EQ(auto_thread_count(2, 1, 2), 2);  // this project's 2-core machine, one process
   EXPECT_EQ(auto_thread_count(2, 2, 0), 1);  // two ranks on it
   EXPECT_EQ(auto_thread_count(1, 1, 0), 1);
-  EXPECT_EQ(auto_thread_count(4, 2, 0), 1);  // two ranks, two cores each
+  EXPECT_EQ(auto_thread_count(4, 2, 0), 2);  // two ranks, two cores each
+  EXPECT_EQ(auto_thread_count(2, 3, 0), 1);  // more ranks than cores: still one thread each
 }
 
 TEST(AutoThreads, LargerSharesKeepEveryCoreWithinTheBinding) {
