@@ -89,27 +89,15 @@ double DsmilStep::accumulate(const torch::Tensor& x, const torch::Tensor& target
   } else {
     at::max_out(max_val_, max_idx_, logits, 0);  // the critical instances and the loss's max pooling
   }
-  torch::Tensor q;
+  torch::Tensor q = z1;
   if (cfg_.nonlinear_q) {
-    loops_ ? row_ops::relu_inplace(block(z1)) : void(z1.relu_());
+    relu_inplace(z1);
     q = workspace(q_, n, kH, opts);
     gemm_.mm(q, gemm_.bf16() ? MixedGemm::to_bf16(z1, z1b_) : z1, w.w_q2.t(), w.b_q2);
-    loops_ ? row_ops::tanh_inplace(block(q)) : void(q.tanh_());
-  } else {
-    q = z1;
+    tanh_inplace(q);
   }
-  at::index_select_out(qc_, q, 0, max_idx_);
-
-  // Attention over instances, one row per class: a = softmax_N(qc qᵀ / sqrt(128)).
-  torch::Tensor a = workspace(a_, c, n, opts);
-  if (loops_) {
-    segment::attention(rows(q), qc_.data_ptr<float>(), kH, c, {0, n}, scale_, a.data_ptr<float>());
-  } else {
-    torch::Tensor s = workspace(s_, c, n, opts);
-    at::mm_out(s, qc_, q.t());
-    s.div_(scale_);
-    at::_softmax_out(a, s, 1, false);
-  }
+  at::index_select_out(qc_, q, 0, max_idx_);  // the critical instances' queries
+  const torch::Tensor a = attention(q, n);
 
   torch::Tensor xv = xg;  // the values' input (node dropout applies to it)
   torch::Tensor v = xg;
@@ -153,6 +141,46 @@ double DsmilStep::loss_and_gradients(const torch::Tensor& bag_logits, const torc
   return 0.5 * bag_loss / c + 0.5 * max_loss / c;
 }
 
+void DsmilStep::relu_inplace(torch::Tensor& t) const {
+  loops_ ? row_ops::relu_inplace(block(t)) : void(t.relu_());
+}
+
+void DsmilStep::tanh_inplace(torch::Tensor& t) const {
+  loops_ ? row_ops::tanh_inplace(block(t)) : void(t.tanh_());
+}
+
+torch::Tensor DsmilStep::attention(const torch::Tensor& q, int64_t n) {
+  const int64_t c = cfg_.num_classes;
+  torch::Tensor a = workspace(a_, c, n, q.options());
+  if (loops_) {
+    segment::attention(rows(q), qc_.data_ptr<float>(), kH, c, {0, n}, scale_, a.data_ptr<float>());
+  } else {
+    torch::Tensor s = workspace(s_, c, n, q.options());
+    at::mm_out(s, qc_, q.t());
+    s.div_(scale_);
+    at::_softmax_out(a, s, 1, false);
+  }
+  return a;
+}
+
+void DsmilStep::attention_backward(const torch::Tensor& a, torch::Tensor& d_a, const torch::Tensor& q,
+                                   torch::Tensor& d_q) {
+  const int64_t c = a.size(0);
+  const int64_t n = a.size(1);
+  if (loops_) {
+    segment::attention_grad_scores(a.data_ptr<float>(), d_a.data_ptr<float>(), c, {0, n}, scale_);
+    segment::query_grad(d_a.data_ptr<float>(), rows(q), qc_.data_ptr<float>(), max_idx_.data_ptr<int64_t>(), kH, c,
+                        {0, n}, mut_rows(d_q));
+  } else {
+    torch::Tensor d_s = workspace(s_, c, n, a.options());
+    at::_softmax_backward_data_out(d_s, d_a, a, 1, torch::kFloat);
+    d_s.div_(scale_);
+    at::mm_out(d_q, d_s.t(), qc_);
+    at::mm_out(d_qc_, d_s, q);
+    d_q.index_add_(0, max_idx_, d_qc_);
+  }
+}
+
 void DsmilStep::backward(const torch::Tensor& x, const torch::Tensor& xv) {
   const int64_t n = x.size(0);
   const int64_t c = cfg_.num_classes;
@@ -184,25 +212,12 @@ void DsmilStep::backward(const torch::Tensor& x, const torch::Tensor& xv) {
     g.b_v.addmv_(d_v.t(), ones);
   }
 
-  // Softmax, then the 1/sqrt(128) scale: d_s = d(qc qᵀ). Then the scores s = qc qᵀ: dq = dsᵀ qc, plus
-  // d(qc) = ds q added to the critical rows.
   const torch::Tensor d_z = workspace(d_z_, n, c + kH, opts);
   torch::Tensor d_z1 = d_z.narrow(1, c, kH);
   const torch::Tensor z1 = z_.narrow(0, 0, n * (c + kH)).view({n, c + kH}).narrow(1, c, kH);
   const torch::Tensor q = cfg_.nonlinear_q ? q_.narrow(0, 0, n * kH).view({n, kH}) : z1;
   torch::Tensor d_q = cfg_.nonlinear_q ? workspace(d_q_, n, kH, opts) : d_z1;
-  if (loops_) {
-    segment::attention_grad_scores(a.data_ptr<float>(), d_a.data_ptr<float>(), c, {0, n}, scale_);
-    segment::query_grad(d_a.data_ptr<float>(), rows(q), qc_.data_ptr<float>(), max_idx_.data_ptr<int64_t>(), kH, c,
-                        {0, n}, mut_rows(d_q));
-  } else {
-    torch::Tensor d_s = workspace(s_, c, n, opts);
-    at::_softmax_backward_data_out(d_s, d_a, a, 1, torch::kFloat);
-    d_s.div_(scale_);
-    at::mm_out(d_q, d_s.t(), qc_);
-    at::mm_out(d_qc_, d_s, q);
-    d_q.index_add_(0, max_idx_, d_qc_);
-  }
+  attention_backward(a, d_a, q, d_q);  // through the softmax, its scale and the scores against qc
   // A bag's bias gradients are summed on their own, then added: the sum over bags is the same in every
   // rank layout (an all-reduce of per-rank sums), bit for bit.
   const torch::Tensor bias_sum = workspace(bias_sum_, 1, kH, opts).view({kH});

@@ -48,6 +48,13 @@ class DsmilStep {
   double loss_and_gradients(const torch::Tensor& bag_logits, const torch::Tensor& max_logits,
                             const torch::Tensor& target);
   void backward(const torch::Tensor& x, const torch::Tensor& xv);
+  // The passes that run as CPU loops or as libtorch ops (passes_): in place on [N, 128] blocks; the attention
+  // a = softmax_N(qc qᵀ / sqrt(128)) into a_; and its backward, d_a (overwritten) to d_q through the scores
+  // against the critical queries (their rows of q get d(qc) too).
+  void relu_inplace(torch::Tensor& t) const;
+  void tanh_inplace(torch::Tensor& t) const;
+  torch::Tensor attention(const torch::Tensor& q, int64_t n);
+  void attention_backward(const torch::Tensor& a, torch::Tensor& d_a, const torch::Tensor& q, torch::Tensor& d_q);
 
   FlatParameters& flat_;
   ModelConfig cfg_;
