@@ -59,7 +59,6 @@ class DsmilStep {
   FlatParameters& flat_;
   ModelConfig cfg_;
   MixedGemm gemm_;  // the products over instances, in the step's precision
-  MixedGemm fp32_{Precision::kFloat32};
   StepPasses passes_;
   bool loops_ = false;  // this bag's passes are the CPU loops
   double scale_;        // sqrt(128)
