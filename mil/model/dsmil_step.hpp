@@ -9,7 +9,8 @@
 //    over those instances (their gradient is added to those rows, which is what autograd does via q);
 //  - the loss reuses the forward's max over instances, and its gradient reaches the instance classifier
 //    through the argmax rows only (the gradient of max), inside the same weight-gradient GEMM;
-//  - the bag classifier's Conv1d over the whole of D is a matrix-vector product.
+//  - the bag classifier's Conv1d over the whole of D is a matrix-vector product, and so are the attention
+//    rows' products with the bag (B = A V, dA = dB Vᵀ: one row per class), which a GEMM would pack first.
 // Node dropout (passing v with --dropout-node) calls the same torch::dropout as the module, so it draws
 // the same mask from the device's default generator.
 // Precision::kBFloat16 runs the products over instances (x's products with [Wi; W1] and Wv and their weight
