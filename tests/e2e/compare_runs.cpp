@@ -10,10 +10,10 @@
 #include <cstdio>
 #include <nlohmann/json.hpp>
 #include <set>
-#include <sstream>
 #include <string>
 #include <vector>
 
+#include "mil/io/csv.hpp"
 #include "mil/io/files.hpp"
 #include "mil/model/state_dict.hpp"
 
@@ -74,38 +74,28 @@ void compare_json(const json& a, const json& b, const std::string& where, bool e
   }
 }
 
-std::vector<std::string> split(const std::string& line) {
-  std::vector<std::string> cells;
-  std::stringstream in(line);
-  for (std::string cell; std::getline(in, cell, ',');) cells.push_back(cell);
-  return cells;
-}
-
 void compare_predictions(const std::string& a_path, const std::string& b_path, double tol) {
-  std::stringstream a(mil::io::read_file(a_path)), b(mil::io::read_file(b_path));
-  std::string la, lb, header;
-  std::getline(a, header);
-  std::getline(b, lb);
-  if (header != lb) return differ("predictions", "headers " + header + " vs " + lb);
-  const std::vector<std::string> columns = split(header);
-  int rows = 0;
+  const mil::io::CsvTable a = mil::io::read_csv(a_path), b = mil::io::read_csv(b_path);
+  if (a.header != b.header) return differ("predictions", "the two files have different columns");
+  if (a.rows.size() != b.rows.size()) {
+    return differ("predictions", std::to_string(a.rows.size()) + " vs " + std::to_string(b.rows.size()) + " rows");
+  }
   double worst = 0;
-  for (; std::getline(a, la); ++rows) {
-    if (!std::getline(b, lb)) return differ("predictions", "the second file ends after " + std::to_string(rows));
-    const std::vector<std::string> ca = split(la), cb = split(lb);
-    if (ca.size() != columns.size() || cb.size() != columns.size()) return differ("predictions", la + " vs " + lb);
-    for (size_t j = 0; j < columns.size(); ++j) {
-      if (columns[j].rfind("p_", 0) != 0) {
-        if (ca[j] != cb[j]) differ("predictions row " + std::to_string(rows + 1), la + " vs " + lb);
+  for (size_t i = 0; i < a.rows.size(); ++i) {
+    const std::vector<std::string>& ra = a.rows[i];
+    const std::vector<std::string>& rb = b.rows[i];
+    const std::string where = "predictions row " + std::to_string(i + 1);
+    for (size_t j = 0; j < a.header.size(); ++j) {
+      if (a.header[j].rfind("p_", 0) != 0) {  // names, labels, predicted classes: exactly
+        if (ra[j] != rb[j]) differ(where + ", " + a.header[j], ra[j] + " vs " + rb[j]);
         continue;
       }
-      const double d = std::abs(std::stod(ca[j]) - std::stod(cb[j]));
-      if (!(d <= tol + 1e-6)) differ("predictions row " + std::to_string(rows + 1), la + " vs " + lb);
+      const double d = std::abs(std::stod(ra[j]) - std::stod(rb[j]));
+      if (!(d <= tol + 1e-6)) differ(where + ", " + a.header[j], ra[j] + " vs " + rb[j]);
       worst = std::max(worst, d);
     }
   }
-  if (std::getline(b, lb)) differ("predictions", "the second file has more than " + std::to_string(rows) + " rows");
-  std::printf("predictions: %d rows, max |a - b| = %.3g\n", rows, worst);
+  std::printf("predictions: %zu rows, max |a - b| = %.3g\n", a.rows.size(), worst);
 }
 
 }  // namespace
