@@ -10,14 +10,7 @@
 namespace mil {
 namespace {
 
-// Shared with the other hand-written step (step_math.hpp).
-using step_math::bce_with_logits;
-using step_math::block;
-using step_math::kH;
-using step_math::mut_rows;
-using step_math::rows;
-using step_math::sigmoid;
-using step_math::workspace;
+using namespace step_math;  // shared with the other hand-written step
 
 // out = m · rhs for an m of a few rows (one per class) and a bag-sized rhs ([N, D] or its transpose), float32:
 // row by row as matrix-vector products. A GEMM with so few rows packs the whole bag first: 4-12x slower at
@@ -40,7 +33,11 @@ torch::Tensor on_cpu(const torch::Tensor& t) {
 }  // namespace
 
 DsmilStep::DsmilStep(FlatParameters& flat, Precision precision, StepPasses passes)
-    : flat_(flat), cfg_(flat.config()), gemm_(precision), passes_(passes), scale_(std::sqrt(static_cast<double>(kH))) {
+    : flat_(flat),
+      cfg_(flat.config()),
+      gemm_(precision),
+      loops_(passes == StepPasses::kAuto && flat.values().device().is_cpu()),
+      scale_(std::sqrt(static_cast<double>(kH))) {
   const torch::TensorOptions opts = flat_.values().options();
   const int64_t c = cfg_.num_classes;
   max_val_ = torch::empty({c}, opts);
@@ -97,9 +94,9 @@ double DsmilStep::accumulate(const torch::Tensor& x, const torch::Tensor& target
   gemm_.mm(z, xg, w.w_in.t(), w.b_in);
   const torch::Tensor logits = z.narrow(1, 0, c);
   torch::Tensor z1 = z.narrow(1, c, kH);
-  loops_ = passes_ == StepPasses::kAuto && x.device().is_cpu();
+  one_bag_ = {0, n};
   if (loops_) {
-    segment::max_pool(rows(z), c, {0, n}, max_val_.data_ptr<float>(), max_idx_.data_ptr<int64_t>());
+    segment::max_pool(rows(z), c, one_bag_, max_val_.data_ptr<float>(), max_idx_.data_ptr<int64_t>());
   } else {
     at::max_out(max_val_, max_idx_, logits, 0);  // the critical instances and the loss's max pooling
   }
@@ -167,7 +164,7 @@ torch::Tensor DsmilStep::attention(const torch::Tensor& q, int64_t n) {
   const int64_t c = cfg_.num_classes;
   torch::Tensor a = workspace(a_, c, n, q.options());
   if (loops_) {
-    segment::attention(rows(q), qc_.data_ptr<float>(), kH, c, {0, n}, scale_, a.data_ptr<float>());
+    segment::attention(rows(q), qc_.data_ptr<float>(), kH, c, one_bag_, scale_, a.data_ptr<float>());
   } else {
     torch::Tensor s = workspace(s_, c, n, q.options());
     at::mm_out(s, qc_, q.t());
@@ -182,9 +179,9 @@ void DsmilStep::attention_backward(const torch::Tensor& a, torch::Tensor& d_a, c
   const int64_t c = a.size(0);
   const int64_t n = a.size(1);
   if (loops_) {
-    segment::attention_grad_scores(a.data_ptr<float>(), d_a.data_ptr<float>(), c, {0, n}, scale_);
+    segment::attention_grad_scores(a.data_ptr<float>(), d_a.data_ptr<float>(), c, one_bag_, scale_);
     segment::query_grad(d_a.data_ptr<float>(), rows(q), qc_.data_ptr<float>(), max_idx_.data_ptr<int64_t>(), kH, c,
-                        {0, n}, mut_rows(d_q));
+                        one_bag_, mut_rows(d_q));
   } else {
     torch::Tensor d_s = workspace(s_, c, n, a.options());
     at::_softmax_backward_data_out(d_s, d_a, a, 1, torch::kFloat);

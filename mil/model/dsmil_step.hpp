@@ -20,6 +20,7 @@
 #include "mil/model/flat_params.hpp"
 #include "mil/model/mixed_gemm.hpp"
 #include "mil/model/precision.hpp"
+#include "mil/model/segment_ops.hpp"
 
 namespace mil {
 
@@ -49,7 +50,7 @@ class DsmilStep {
   double loss_and_gradients(const torch::Tensor& bag_logits, const torch::Tensor& max_logits,
                             const torch::Tensor& target);
   void backward(const torch::Tensor& x, const torch::Tensor& xv);
-  // The passes that run as CPU loops or as libtorch ops (passes_): in place on [N, 128] blocks; the attention
+  // The passes that run as CPU loops or as libtorch ops (loops_): in place on [N, 128] blocks; the attention
   // a = softmax_N(qc qᵀ / sqrt(128)) into a_; and its backward, d_a (overwritten) to d_q through the scores
   // against the critical queries (their rows of q get d(qc) too).
   void relu_inplace(torch::Tensor& t) const;
@@ -59,10 +60,10 @@ class DsmilStep {
 
   FlatParameters& flat_;
   ModelConfig cfg_;
-  MixedGemm gemm_;  // the products over instances, in the step's precision
-  StepPasses passes_;
-  bool loops_ = false;  // this bag's passes are the CPU loops
-  double scale_;        // sqrt(128)
+  MixedGemm gemm_;            // the products over instances, in the step's precision
+  const bool loops_;          // the passes are the CPU loops (kAuto, parameters on the CPU)
+  double scale_;              // sqrt(128)
+  segment::Offsets one_bag_;  // {0, N}: the current bag as segment_ops' one segment
   // Workspaces, reused across bags.
   torch::Tensor z_, q_, s_, a_, v_, bag_rep_, bag_logits_, max_val_, max_idx_;
   torch::Tensor d_bag_rep_, d_a_, d_q_, d_qc_, d_z_, d_v_, ones_, host_grads_, dev_grads_, bias_sum_;

@@ -13,14 +13,7 @@
 namespace mil {
 namespace {
 
-// Shared with the other hand-written step (step_math.hpp).
-using step_math::bce_with_logits;
-using step_math::block;
-using step_math::kH;
-using step_math::mut_rows;
-using step_math::rows;
-using step_math::sigmoid;
-using step_math::workspace;
+using namespace step_math;  // shared with the other hand-written step
 
 }  // namespace
 
