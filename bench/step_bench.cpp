@@ -76,7 +76,7 @@ struct Steppers {
     return loss;
   }
   double fused_step(const std::vector<torch::Tensor>& bags, const torch::Tensor& y, bool torch_ops = false) {
-    flat->grads().zero_();
+    flat->zero_grads();
     double loss = 0;
     for (const torch::Tensor& x : bags) loss += (torch_ops ? step_torch_ops : step)->accumulate(x, y);
     fused->step(static_cast<int64_t>(bags.size()));
@@ -84,7 +84,7 @@ struct Steppers {
   }
   // One optimiser step over bags [first, first + k) of `bags`, packed into one forward/backward.
   double packed_step(const std::vector<torch::Tensor>& bags, size_t first, size_t k, const torch::Tensor& targets) {
-    flat->grads().zero_();
+    flat->zero_grads();
     const size_t last = std::min(bags.size(), first + k);
     const std::vector<torch::Tensor> members(bags.begin() + static_cast<std::ptrdiff_t>(first),
                                              bags.begin() + static_cast<std::ptrdiff_t>(last));
@@ -206,7 +206,7 @@ struct PrecisionSteppers {
   }
   static void step(mil::FlatParameters& flat, mil::DsmilStep& s, mil::FusedAdam& adam, const torch::Tensor& x,
                    const torch::Tensor& y) {
-    flat.grads().zero_();
+    flat.zero_grads();
     s.accumulate(x, y);
     adam.step(1);
   }

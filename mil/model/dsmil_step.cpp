@@ -198,15 +198,15 @@ void DsmilStep::backward(const torch::Tensor& x, const torch::Tensor& xv) {
   const int64_t d = cfg_.feature_dim;
   const torch::TensorOptions opts = x.options().dtype(torch::kFloat);
   const DsmilTensors& w = flat_.value_views();
-  const DsmilTensors& g = flat_.grad_views();
+  DsmilTensors& g = flat_.bag_grad_views();  // written, not added to: this bag's gradient alone
   const torch::Tensor d_bag = dev_grads_.narrow(0, 0, c);
   const torch::Tensor d_max = dev_grads_.narrow(0, c, c);
   if (!ones_.defined() || ones_.numel() < n) ones_ = torch::ones({n}, opts);
   const torch::Tensor ones = ones_.narrow(0, 0, n);  // bias gradients are column sums: (d_out)ᵀ 1
 
   // Bag classifier: logits = Wf vec(B) + bf.
-  g.b_bag.add_(d_bag);
-  g.w_bag.addr_(d_bag, bag_rep_.view({c * d}));
+  g.b_bag.copy_(d_bag);
+  at::outer_out(g.w_bag, d_bag, bag_rep_.view({c * d}));
   torch::Tensor d_bag_rep_flat = d_bag_rep_.view({c * d});
   at::mv_out(d_bag_rep_flat, w.w_bag.t(), d_bag);
 
@@ -219,8 +219,8 @@ void DsmilStep::backward(const torch::Tensor& x, const torch::Tensor& xv) {
     torch::Tensor d_v = workspace(d_v_, n, d, opts);
     at::mm_out(d_v, a.t(), d_bag_rep_);
     if (cfg_.value_relu) at::threshold_backward_out(d_v, d_v, v, 0);
-    gemm_.add_mm(g.w_v, d_v.t(), xv);
-    g.b_v.addmv_(d_v.t(), ones);
+    gemm_.mm(g.w_v, d_v.t(), xv);
+    at::mv_out(g.b_v, d_v.t(), ones);
   }
 
   const torch::Tensor d_z = workspace(d_z_, n, c + kH, opts);
@@ -229,25 +229,20 @@ void DsmilStep::backward(const torch::Tensor& x, const torch::Tensor& xv) {
   const torch::Tensor q = cfg_.nonlinear_q ? q_.narrow(0, 0, n * kH).view({n, kH}) : z1;
   torch::Tensor d_q = cfg_.nonlinear_q ? workspace(d_q_, n, kH, opts) : d_z1;
   attention_backward(a, d_a, q, d_q);  // through the softmax, its scale and the scores against qc
-  // A bag's bias gradients are summed on their own, then added: the sum over bags is the same in every
-  // rank layout (an all-reduce of per-rank sums), bit for bit.
-  const torch::Tensor bias_sum = workspace(bias_sum_, 1, kH, opts).view({kH});
   if (cfg_.nonlinear_q) {
     if (loops_) {
-      row_ops::tanh_grad(block(q), block(d_q), bias_sum.data_ptr<float>());
-      g.b_q2.add_(bias_sum);
+      row_ops::tanh_grad(block(q), block(d_q), g.b_q2.data_ptr<float>());
     } else {
       at::tanh_backward_out(d_q, d_q, q);
-      g.b_q2.addmv_(d_q.t(), ones);
+      at::mv_out(g.b_q2, d_q.t(), ones);
     }
     // z1 holds relu(x W1ᵀ + b1); bf16: as the forward rounded it.
     const torch::Tensor z1g = gemm_.bf16() ? z1b_.narrow(0, 0, n * kH).view({n, kH}) : z1;
     const torch::Tensor d_qg = gemm_.bf16() ? MixedGemm::to_bf16(d_q, d_qb_) : d_q;
-    gemm_.add_mm(g.w_q2, d_qg.t(), z1g);
+    gemm_.mm(g.w_q2, d_qg.t(), z1g);
     gemm_.mm(d_z1, d_qg, w.w_q2);
     if (loops_) {
-      row_ops::relu_grad(block(z1), block(d_z1), bias_sum.data_ptr<float>());
-      g.b_in.narrow(0, c, kH).add_(bias_sum);
+      row_ops::relu_grad(block(z1), block(d_z1), g.b_in.narrow(0, c, kH).data_ptr<float>());
     } else {
       at::threshold_backward_out(d_z1, d_z1, z1, 0);
     }
@@ -257,12 +252,13 @@ void DsmilStep::backward(const torch::Tensor& x, const torch::Tensor& xv) {
   torch::Tensor d_logits = d_z.narrow(1, 0, c);
   d_logits.zero_();
   d_logits.scatter_(0, max_idx_.view({1, c}), d_max.view({1, c}));  // d_logits[argmax_k, k] = d_max[k]
-  gemm_.add_mm(g.w_in, d_z.t(), x);
+  gemm_.mm(g.w_in, d_z.t(), x);
   if (loops_ && cfg_.nonlinear_q) {
-    g.b_in.narrow(0, 0, c).add_(d_max);  // the logits' columns of d_z hold d_max only
+    g.b_in.narrow(0, 0, c).copy_(d_max);  // the logits' columns of d_z hold d_max only
   } else {
-    g.b_in.addmv_(d_z.t(), ones);
+    at::mv_out(g.b_in, d_z.t(), ones);
   }
+  flat_.add_bag_grads();
 }
 
 }  // namespace mil

@@ -34,10 +34,10 @@ class DsmilStep {
   explicit DsmilStep(FlatParameters& flat, Precision precision = Precision::kFloat32,
                      StepPasses passes = StepPasses::kAuto);
 
-  // Forward, loss and backward of one bag; the bag's gradients are added to flat.grads() (zero them per
-  // optimiser step). x: [N, D] float32 on the parameters' device, N >= 1 (with bf16, bfloat16 features are
-  // used as they are, float32 ones rounded once per bag); target: C values in {0, 1}.
-  // Returns the bag's loss.
+  // Forward, loss and backward of one bag; the bag's gradients are added to flat.grads() (computed alone,
+  // then added: FlatParameters::bag_grad_views; zero them per optimiser step with flat.zero_grads()). x: [N, D] float32
+  // on the parameters' device, N >= 1 (with bf16, bfloat16 features are used as they are, float32 ones rounded once per
+  // bag); target: C values in {0, 1}. Returns the bag's loss.
   double accumulate(const torch::Tensor& x, const torch::Tensor& target);
 
   // FLOPs of one instance's forward and backward (multiply-adds count 2; elementwise passes not counted),
@@ -66,7 +66,7 @@ class DsmilStep {
   segment::Offsets one_bag_;  // {0, N}: the current bag as segment_ops' one segment
   // Workspaces, reused across bags.
   torch::Tensor z_, q_, s_, a_, v_, bag_rep_, bag_logits_, max_val_, max_idx_;
-  torch::Tensor d_bag_rep_, d_a_, d_q_, d_qc_, d_z_, d_v_, ones_, host_grads_, dev_grads_, bias_sum_;
+  torch::Tensor d_bag_rep_, d_a_, d_q_, d_qc_, d_z_, d_v_, ones_, host_grads_, dev_grads_;
   torch::Tensor qc_;
   torch::Tensor xb_, z1b_, d_qb_;  // bf16: operands used by two products, rounded once
 };

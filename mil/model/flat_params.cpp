@@ -93,4 +93,35 @@ FlatParameters::FlatParameters(DsmilNetImpl& net) : cfg_(net.config()) {
   bind(&DsmilTensors::b_bag, "b_classifier.fcc.bias", {c});
 }
 
+void FlatParameters::zero_grads() {
+  grads_.zero_();
+  grads_zero_ = true;
+  scratch_pending_ = false;
+}
+
+DsmilTensors& FlatParameters::bag_grad_views() {
+  if (grads_zero_) {
+    grads_zero_ = false;
+    scratch_pending_ = false;
+    return grad_views_;
+  }
+  if (!scratch_.defined()) {
+    // The same offsets in a buffer of the same size: each view as it is in grads_.
+    scratch_ = torch::empty_like(grads_);
+    for (torch::Tensor DsmilTensors::*view :
+         {&DsmilTensors::w_in, &DsmilTensors::b_in, &DsmilTensors::w_q2, &DsmilTensors::b_q2, &DsmilTensors::w_v,
+          &DsmilTensors::b_v, &DsmilTensors::w_bag, &DsmilTensors::b_bag}) {
+      const torch::Tensor& g = grad_views_.*view;
+      if (g.defined()) scratch_views_.*view = scratch_.as_strided(g.sizes(), g.strides(), g.storage_offset());
+    }
+  }
+  scratch_pending_ = true;
+  return scratch_views_;
+}
+
+void FlatParameters::add_bag_grads() {
+  if (scratch_pending_) grads().add_(scratch_.narrow(0, 0, numel_));
+  scratch_pending_ = false;
+}
+
 }  // namespace mil

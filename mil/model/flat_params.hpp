@@ -39,11 +39,23 @@ class FlatParameters {
   const DsmilTensors& value_views() const { return value_views_; }
   const DsmilTensors& grad_views() const { return grad_views_; }
 
+  // A step's gradient is the sum of its bags' (or packs') gradients, each computed alone and added in order,
+  // as the all-reduce sums the ranks' own: 2 ranks train the model of --accumulate 2 to the bit (adding bag
+  // after bag into one buffer rounds differently, and a few epochs of Adam can grow that to 1e-5).
+  // zero_grads() starts a step. bag_grad_views() is where the next bag's gradient goes, overwriting what is
+  // there: the step's gradient itself for the step's first bag, else a scratch buffer that add_bag_grads()
+  // then adds to it.
+  void zero_grads();
+  DsmilTensors& bag_grad_views();
+  void add_bag_grads();
+
  private:
   ModelConfig cfg_;
   int64_t numel_ = 0;
-  torch::Tensor values_, grads_;
-  DsmilTensors value_views_, grad_views_;
+  torch::Tensor values_, grads_, scratch_;
+  DsmilTensors value_views_, grad_views_, scratch_views_;
+  bool grads_zero_ = true;        // no bag's gradient is in grads_ since zero_grads()
+  bool scratch_pending_ = false;  // the last bag_grad_views() was the scratch buffer's
 };
 
 }  // namespace mil

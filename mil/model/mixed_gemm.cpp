@@ -46,13 +46,4 @@ void MixedGemm::mm(const torch::Tensor& out, const torch::Tensor& a, const torch
   if (bias.defined()) o.add_(bias);
 }
 
-void MixedGemm::add_mm(const torch::Tensor& out, const torch::Tensor& a, const torch::Tensor& b) {
-  torch::Tensor o = out;
-  if (!bf16()) {
-    o.addmm_(a, b);
-    return;
-  }
-  o.add_(product(out, a, b));
-}
-
 }  // namespace mil

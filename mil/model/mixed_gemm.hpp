@@ -1,6 +1,6 @@
 #pragma once
 // The training step's matrix products in its Precision. fp32: exactly the libtorch calls the step has always
-// made (at::addmm_out, at::mm_out, addmm_), so its results are unchanged bit for bit. bf16: operands rounded
+// made (at::addmm_out, at::mm_out), so its results are unchanged bit for bit. bf16: operands rounded
 // to bfloat16 (a bfloat16 operand is used as it is), multiplied by oneDNN with float32 accumulation; libtorch
 // 1.13 has no bfloat16 x bfloat16 -> float32 product, so the result is rounded to bfloat16 once (a relative
 // 2^-9 per element, the same order as rounding the operands) and then widened into the float32 output.
@@ -18,8 +18,6 @@ class MixedGemm {
 
   // out = bias + a b, bias broadcast over rows (undefined: out = a b). out: float32.
   void mm(const torch::Tensor& out, const torch::Tensor& a, const torch::Tensor& b, const torch::Tensor& bias = {});
-  // out += a b. out: float32.
-  void add_mm(const torch::Tensor& out, const torch::Tensor& a, const torch::Tensor& b);
 
   // `t` as bfloat16: t itself when it is, else rounded into `ws` (grown to fit). A transposed view of a
   // contiguous tensor stays a transposed view (no transposing copy); other views become contiguous.

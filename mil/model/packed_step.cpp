@@ -148,7 +148,7 @@ void PackedStep::backward(const PackedBags& pack) {
   const int64_t d = cfg_.feature_dim;
   const torch::TensorOptions opts = x.options();
   const DsmilTensors& w = flat_.value_views();
-  const DsmilTensors& g = flat_.grad_views();
+  DsmilTensors& g = flat_.bag_grad_views();  // written, not added to: this pack's gradient alone
   const torch::Tensor d_out = d_out_.narrow(0, 0, 2 * bags * c).view({2, bags, c});
   const torch::Tensor d_bag = d_out.select(0, 0);
   const torch::Tensor d_max = d_out.select(0, 1);
@@ -156,8 +156,8 @@ void PackedStep::backward(const PackedBags& pack) {
   const torch::Tensor ones = ones_.narrow(0, 0, t);  // bias gradients are column sums: (d_out)ᵀ 1
 
   // Bag classifier over the pack's embeddings: logits = vec(B) Wfᵀ + bf.
-  g.b_bag.addmv_(d_bag.t(), ones_.narrow(0, 0, bags));
-  g.w_bag.addmm_(d_bag.t(), fwd_.bag_rep.view({bags, c * d}));
+  at::mv_out(g.b_bag, d_bag.t(), ones_.narrow(0, 0, bags));
+  at::mm_out(g.w_bag, d_bag.t(), fwd_.bag_rep.view({bags, c * d}));
   torch::Tensor d_bag_rep = workspace(d_bag_rep_, bags, c * d, opts);
   at::mm_out(d_bag_rep, d_bag, w.w_bag);
 
@@ -169,8 +169,8 @@ void PackedStep::backward(const PackedBags& pack) {
     torch::Tensor d_v = workspace(d_v_, t, d, opts);
     segment::pool_grad_values(a, d_bag_rep.data_ptr<float>(), d, c, off_, mut_rows(d_v));
     if (cfg_.value_relu) at::threshold_backward_out(d_v, d_v, v_now_, 0);
-    g.w_v.addmm_(d_v.t(), xv_now_);
-    g.b_v.addmv_(d_v.t(), ones);
+    at::mm_out(g.w_v, d_v.t(), xv_now_);
+    at::mv_out(g.b_v, d_v.t(), ones);
   }
 
   // Softmax and scale, then the scores against the critical queries (rows of q), segment by segment.
@@ -182,13 +182,10 @@ void PackedStep::backward(const PackedBags& pack) {
   const int64_t* max_idx = fwd_.critical.data_ptr<int64_t>();
   segment::query_grad(d_a.data_ptr<float>(), rows(q_now_), qc_.data_ptr<float>(), max_idx, kH, c, off_, mut_rows(d_q));
   if (cfg_.nonlinear_q) {
-    const torch::Tensor bias_sum = workspace(bias_sum_, 1, kH, opts).view({kH});  // the pack's, then added
-    row_ops::tanh_grad(block(q_now_), block(d_q), bias_sum.data_ptr<float>());
-    g.b_q2.add_(bias_sum);
-    g.w_q2.addmm_(d_q.t(), z1);  // z1 holds relu(x W1ᵀ + b1)
+    row_ops::tanh_grad(block(q_now_), block(d_q), g.b_q2.data_ptr<float>());
+    at::mm_out(g.w_q2, d_q.t(), z1);  // z1 holds relu(x W1ᵀ + b1)
     at::mm_out(d_z1, d_q, w.w_q2);
-    row_ops::relu_grad(block(z1), block(d_z1), bias_sum.data_ptr<float>());
-    g.b_in.narrow(0, c, kH).add_(bias_sum);
+    row_ops::relu_grad(block(z1), block(d_z1), g.b_in.narrow(0, c, kH).data_ptr<float>());
   }
 
   // Each bag's max-pool: the gradient reaches its argmax row of each class only.
@@ -197,12 +194,14 @@ void PackedStep::backward(const PackedBags& pack) {
   float* dz = d_z.data_ptr<float>();
   const float* dm = d_max.data_ptr<float>();
   for (int64_t i = 0; i < bags * c; ++i) dz[max_idx[i] * (c + kH) + i % c] = dm[i];
-  g.w_in.addmm_(d_z.t(), x);
+  at::mm_out(g.w_in, d_z.t(), x);
   if (cfg_.nonlinear_q) {
-    g.b_in.narrow(0, 0, c).add_(d_max.sum(0));  // the logits' columns of d_z hold d_max only
+    torch::Tensor b_logits = g.b_in.narrow(0, 0, c);
+    at::sum_out(b_logits, d_max, 0);  // the logits' columns of d_z hold d_max only
   } else {
-    g.b_in.addmv_(d_z.t(), ones);
+    at::mv_out(g.b_in, d_z.t(), ones);
   }
+  flat_.add_bag_grads();
 }
 
 }  // namespace mil

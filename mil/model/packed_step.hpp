@@ -63,7 +63,7 @@ class PackedStep {
   PackedForward fwd_;
   // Workspaces, grown to the largest pack and reused.
   torch::Tensor z_, q_, qc_, a_, xv_, v_, max_val_, max_idx_, bag_rep_, bag_logits_, d_out_;
-  torch::Tensor d_bag_rep_, d_a_, d_v_, d_q_, d_z_, ones_, bias_sum_;
+  torch::Tensor d_bag_rep_, d_a_, d_v_, d_q_, d_z_, ones_;
   torch::Tensor xv_now_, v_now_, q_now_;  // the current pack's views (x or the workspaces above)
 };
 

@@ -21,7 +21,7 @@ class TrainStep {
   TrainStep(DsmilNetImpl& net, const OptimizerConfig& cfg, Precision precision = Precision::kFloat32);
 
   void set_lr(double lr) { adam_.set_lr(lr); }
-  void zero_grad() { flat_.grads().zero_(); }
+  void zero_grad() { flat_.zero_grads(); }
   // One bag's forward, loss and backward; its gradients add to the step's. Returns the bag's loss.
   double accumulate(const torch::Tensor& x, const torch::Tensor& target) { return step_.accumulate(x, target); }
   // Several bags in one packed forward and backward (--bags-per-step); the sum of their gradients adds to the

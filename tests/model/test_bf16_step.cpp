@@ -33,7 +33,7 @@ double relative_error(const torch::Tensor& actual, const torch::Tensor& expected
 // One bag's loss and gradient (a copy of the flat buffer) through `step`.
 std::pair<double, torch::Tensor> loss_and_gradient(FlatParameters& flat, DsmilStep& step, const torch::Tensor& x,
                                                    const torch::Tensor& y) {
-  flat.grads().zero_();
+  flat.zero_grads();
   const double loss = step.accumulate(x, y);
   return {loss, flat.grads().clone()};
 }

@@ -66,7 +66,7 @@ void expect_pack_matches(DsmilNetImpl& ref, DsmilNetImpl& fast, FlatParameters& 
   for (size_t b = 0; b < bags.size(); ++b) seeds.push_back(1000 + 7 * b);
   const Reference expected = per_bag_reference(ref, bags, targets, seeds);
   const PackedBags pack = make_pack(bags, targets, seeds);
-  flat.grads().zero_();
+  flat.zero_grads();
   const std::vector<double> losses = step.accumulate(pack);
   const PackedForward& out = step.last_forward();
   ASSERT_EQ(losses.size(), bags.size());
