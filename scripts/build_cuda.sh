@@ -12,7 +12,7 @@
 #   --reconfigure  re-run CMake configure even if the build directory is already configured
 # Environment:
 #   TORCH_VENV   virtual environment holding the torch wheel (default: <repo>/.venv-torch); created and
-#                filled with `pip install torch` when missing or when torch does not import in it
+#                filled with `pip install torch h5py scikit-learn` when missing or when one does not import
 #   PYTHON       interpreter used to create the venv (default: python3)
 #   BUILD_DIR    build directory (default: build-cuda)
 #   BUILD_TYPE   CMake build type (default: Release)
@@ -53,8 +53,9 @@ JOBS=${JOBS:-$(nproc)}
 [ "${DSMIL_SKIP_DEPS:-0}" = 1 ] || scripts/install_deps.sh
 
 # --- 1. Virtual environment with PyPI's torch --------------------------------------------------------
+# With h5py and scikit-learn: tests/e2e/torch_load.sh and bench/reference_train.py run the authors' model in it.
 VPY=$TORCH_VENV/bin/python
-if [ -x "$VPY" ] && "$VPY" -W ignore -c 'import torch' >/dev/null 2>&1; then
+if [ -x "$VPY" ] && "$VPY" -W ignore -c 'import torch, h5py, sklearn' >/dev/null 2>&1; then
   log "venv $TORCH_VENV: torch $("$VPY" -W ignore -c 'import torch; print(torch.__version__)') present, skipping install"
 else
   t0=$(now)
@@ -63,8 +64,8 @@ else
     "$PYTHON" -m venv "$TORCH_VENV"
   fi
   log "installing torch from PyPI into $TORCH_VENV (about 5 GB with its nvidia-* wheels, a few minutes)"
-  "$VPY" -m pip install torch
-  "$VPY" -W ignore -c 'import torch' || die "torch does not import in $TORCH_VENV after pip install"
+  "$VPY" -m pip install torch h5py scikit-learn
+  "$VPY" -W ignore -c 'import torch, h5py, sklearn' || die "torch, h5py or sklearn does not import in $TORCH_VENV after pip install"
   log "torch $("$VPY" -W ignore -c 'import torch; print(torch.__version__)') installed in $(( $(now) - t0 )) s"
 fi
 
@@ -126,7 +127,8 @@ if [ "$RECONFIGURE" = 0 ] && [ -f "$BUILD_DIR/build.ninja" ]; then
   # Configured before: redo it if the cache does not pin this venv's torch (another venv, or an older
   # version of this script).
   if [ "$(cache_get TORCH_LIBRARY)" != "$TORCH_LIB/libtorch.so" ] || [ "$(cache_get c10_LIBRARY)" != "$TORCH_LIB/libc10.so" ] \
-     || [ "$(cache_get CMAKE_PROJECT_INCLUDE)" != "$PROJECT_INCLUDE" ]; then
+     || [ "$(cache_get CMAKE_PROJECT_INCLUDE)" != "$PROJECT_INCLUDE" ] \
+     || [ "$(cache_get DSMIL_TORCH_PYTHON)" != "$VPY" ]; then
     log "$BUILD_DIR was configured for another torch or with other settings: reconfiguring"
     RECONFIGURE=1
   fi
@@ -147,6 +149,7 @@ if [ "$RECONFIGURE" = 1 ] || [ ! -f "$BUILD_DIR/build.ninja" ]; then
     -DCMAKE_EXE_LINKER_FLAGS="$LINK_FLAGS" \
     -DCMAKE_SHARED_LINKER_FLAGS="$LINK_FLAGS" \
     -DCMAKE_PROJECT_INCLUDE="$PROJECT_INCLUDE" \
+    -DDSMIL_TORCH_PYTHON="$VPY" \
     ${CMAKE_ARGS:-}
   log "configured in $(( $(now) - t0 )) s"
 else

@@ -1,7 +1,9 @@
 #include "mil/io/torch_archive.hpp"
 
 #include <caffe2/serialize/inline_container.h>
+#include <torch/csrc/jit/serialization/export.h>
 #include <torch/csrc/jit/serialization/pickle.h>
+#include <torch/csrc/jit/serialization/pickler.h>
 #include <torch/csrc/jit/serialization/unpickler.h>
 
 #include <charconv>
@@ -400,8 +402,23 @@ c10::IValue read_torch_archive(const std::string& path) {
 }
 
 void write_torch_archive(const std::string& path, const c10::IValue& value) {
-  const std::vector<char> bytes = torch::jit::pickle_save(value);
-  write_file_atomically(path, std::string_view(bytes.data(), bytes.size()));
+  // torch::pickle_save's archive, less its type tags: it wraps every dict in
+  // torch.jit._pickle.restore_type_tag(dict, "Dict[str, Tensor]"), a call that torch.load(weights_only=True),
+  // PyTorch's default since 2.6, refuses to make. A plain dict is what torch.save writes for a state dict.
+  std::vector<char> pickle;
+  torch::jit::Pickler pickler([&](const char* buf, size_t n) { pickle.insert(pickle.end(), buf, buf + n); }, nullptr,
+                              nullptr, nullptr, nullptr, /*tag_aggregates=*/false);
+  pickler.protocol();
+  pickler.pushIValue(value);
+  pickler.stop();
+  std::string bytes;
+  caffe2::serialize::PyTorchStreamWriter writer([&](const void* buf, size_t n) {
+    bytes.append(static_cast<const char*>(buf), n);
+    return n;
+  });
+  torch::jit::writeArchiveAndTensors("data", pickle.data(), pickle.size(), pickler.tensorData(), writer);
+  writer.writeEndOfFile();
+  write_file_atomically(path, bytes);
 }
 
 }  // namespace mil::io
