@@ -55,13 +55,14 @@ const OptionSpec kOptions[] = {
     {"Channels", "test-labels", "CSV", "Slide labels of --test (default: <test>/labels.csv)", kRuns, &T::test_labels, kNone},
     {"Channels", "split-csv", "CSV", "CLAM splits_k.csv with train/val/test columns", kRuns, &T::split_csv, kNone},
     {"Channels", "negative-label", "LABEL", "Label value meaning \"no positive class\"", kTrains, &T::negative_label, kNone},
-    {"Channels", "cache", "auto|none|ram|ram32",
+    {"Channels", "cache", "auto|none|ram|ram32|gpu",
      "Keep features in memory, training and validation bags, across folds (ram: float16, ram32: float32; auto: "
-     "float32 within half the free memory, the rest read from disk)", kTrains,
+     "float32 within half the free memory, the rest read from disk; gpu: float16 on the training GPU, no copy per "
+     "bag, needs --cache-budget)", kTrains,
      &T::cache, kNone},
     {"Channels", "cache-budget", "GB",
-     "Most RAM the --cache may hold; bags beyond it are read from disk each time (same values); 0 = no bound "
-     "(auto: half the free memory)", kRuns,
+     "Most memory the --cache may hold (GPU memory with --cache gpu); bags beyond it are read from disk each time "
+     "(same values); 0 = no bound (auto: half the free memory)", kRuns,
      &T::cache_budget, kNone},
     {"Outputs", "model-dir", "DIR", "Where the model is saved [SM_MODEL_DIR]", kRuns, &T::model_dir, kNone},
     {"Outputs", "output-dir", "DIR", "Metrics and predictions [SM_OUTPUT_DATA_DIR]", kRuns, &T::output_dir, kNone},

@@ -133,13 +133,16 @@ void validate(const TrainConfig& cfg) {
 
   if (cfg.train_dir.empty()) throw Error("no training data: pass --train DIR or set SM_CHANNEL_TRAIN");
   check(!cfg.features_key.empty(), "features-key", "an HDF5 dataset name", "''");
-  check(cfg.cache == "auto" || cfg.cache == "none" || cfg.cache == "ram" || cfg.cache == "ram32", "cache",
-        "auto, none, ram or ram32", quoted(cfg.cache));
+  check(cfg.cache == "auto" || cfg.cache == "none" || cfg.cache == "ram" || cfg.cache == "ram32" || cfg.cache == "gpu",
+        "cache", "auto, none, ram, ram32 or gpu", quoted(cfg.cache));
   check(cfg.precision == "fp32" || cfg.precision == "bf16", "precision", "fp32 or bf16", quoted(cfg.precision));
   // The packed step multiplies in float32 only (mil::PackedStep); bf16 is for WSI-sized bags anyway.
   check(cfg.precision == "fp32" || cfg.bags_per_step == 1, "precision", "fp32 with --bags-per-step > 1",
         quoted(cfg.precision));
   check(cfg.cache_budget >= 0, "cache-budget", ">= 0 (GB; 0 = no bound)", option_text(cfg.cache_budget));
+  check(cfg.cache != "gpu" || cfg.cache_budget > 0, "cache-budget",
+        "> 0 with --cache gpu (the GB of GPU memory the features may take; the training step needs the rest)",
+        option_text(cfg.cache_budget));
   check(cfg.max_bag_bytes >= 1, "max-bag-bytes", ">= 1", option_text(static_cast<double>(cfg.max_bag_bytes)));
   check(cfg.collective_timeout >= 0, "collective-timeout", ">= 0 (0 = wait forever)",
         option_text(cfg.collective_timeout));

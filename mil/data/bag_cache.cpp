@@ -18,9 +18,13 @@ int64_t tensor_bytes(const torch::Tensor& t) {
 
 CacheMode parse_cache_mode(const std::string& s) {
   if (s == "none") return CacheMode::kNone;
-  if (s == "ram") return CacheMode::kFloat16;
+  if (s == "ram" || s == "gpu") return CacheMode::kFloat16;
   if (s == "ram32" || s == "auto") return CacheMode::kFloat32;
-  throw Error("", "--cache", "unknown value '" + s + "' (auto, none, ram, ram32)");
+  throw Error("", "--cache", "unknown value '" + s + "' (auto, none, ram, ram32, gpu)");
+}
+
+bool cache_on_device(const std::string& s) {
+  return s == "gpu";
 }
 
 CacheMode cache_mode_for(const std::string& cache, bool bfloat16) {
@@ -42,7 +46,8 @@ const char* cache_mode_name(CacheMode mode) {
   return "?";
 }
 
-BagCache::BagCache(CacheMode mode, int64_t budget_bytes) : mode_(mode), budget_(budget_bytes) {
+BagCache::BagCache(CacheMode mode, int64_t budget_bytes, torch::Device device)
+    : mode_(mode), budget_(budget_bytes), device_(device) {
   if (budget_bytes < 0) throw Error("", "--cache-budget", "must be >= 0");
 }
 
@@ -60,6 +65,7 @@ torch::Tensor BagCache::find(const std::string& path) const {
     kept = it->second;
   }
   if (kept.scalar_type() != torch::kHalf) return kept;  // float32, bfloat16: shared, never modified (see the header)
+  if (!kept.device().is_cpu()) return kept.to(torch::kFloat);
   torch::Tensor out = torch::empty(kept.sizes(), torch::kFloat);
   half_to_float(reinterpret_cast<const uint16_t*>(kept.data_ptr<at::Half>()), out.data_ptr<float>(), kept.numel());
   return out;
@@ -94,13 +100,31 @@ torch::Tensor BagCache::admit(const std::string& path, torch::Tensor features) {
   std::lock_guard<std::mutex> lock(mutex_);
   if (entries_.count(path) > 0) return features;
   const int64_t size = tensor_bytes(keep);
-  if (budget_ > 0 && bytes_ + size > budget_) {
+  if ((budget_ > 0 && bytes_ + size > budget_) || !keep_on_device(path, keep)) {
     over_budget_.insert(path);
     return features;
   }
   bytes_ += size;
   entries_.emplace(path, std::move(keep));
   return features;
+}
+
+bool BagCache::keep_on_device(const std::string& path, torch::Tensor& t) {
+  if (device_.is_cpu()) return true;
+  if (device_full_) return false;
+  try {
+    t = t.to(device_);
+    return true;
+  } catch (const c10::Error& e) {
+    if (std::string(e.what()).find("out of memory") == std::string::npos) throw;
+    // The budget was more than the GPU had: keep what is there, read the rest from disk.
+    device_full_ = true;
+    spdlog::warn(
+        "[data] {}: no GPU memory left for the feature cache at {:.1f} GB ({} bags); the bags that do not "
+        "fit are read from disk each epoch (lower --cache-budget)",
+        path, static_cast<double>(bytes_) / 1e9, entries_.size());
+    return false;
+  }
 }
 
 int64_t BagCache::bags() const {
@@ -138,6 +162,19 @@ torch::Tensor to_bfloat16(const torch::Tensor& features, const std::string& path
 std::shared_ptr<BagCache> make_bag_cache(CacheMode mode, double budget_gb) {
   if (mode == CacheMode::kNone) return nullptr;
   return std::make_shared<BagCache>(mode, static_cast<int64_t>(budget_gb * 1e9));
+}
+
+std::shared_ptr<BagCache> make_device_bag_cache(CacheMode mode, double budget_gb, const torch::Device& device) {
+  if (!device.is_cuda()) {
+    throw Error("--cache gpu keeps the features on the training GPU, and this job trains on " + device.str() +
+                " (--device): use --cache ram or auto");
+  }
+  if (budget_gb <= 0) {
+    throw Error(
+        "--cache gpu needs --cache-budget: the GB of GPU memory the features may take (the training step "
+        "needs the rest)");
+  }
+  return std::make_shared<BagCache>(mode, static_cast<int64_t>(budget_gb * 1e9), device);
 }
 
 std::shared_ptr<BagCache> make_auto_bag_cache(CacheMode mode, double budget_gb, int64_t available_bytes,

@@ -108,9 +108,11 @@ struct TensorReader {
   }
 };
 
-// --cache none, ram32 and auto train on the same values (float32 as read); only ram (float16) differs.
+// --cache none, ram32 and auto train on the same values (float32 as read); ram and gpu on the same float16 ones.
 json same_values_cache(json settings) {
-  if (settings.contains("cache") && settings["cache"] != "ram") settings["cache"] = "none";
+  if (!settings.contains("cache")) return settings;
+  const bool float16 = settings["cache"] == "ram" || settings["cache"] == "gpu";
+  settings["cache"] = float16 ? "ram" : "none";
   return settings;
 }
 

@@ -62,8 +62,9 @@ void log_memory(const BagCache* cache, const JobData& data) {
   for (const auto& [name, index] : digest_sets(data)) {
     for (const BagInfo& b : index->bags) largest = std::max(largest, b.num_instances);
   }
-  spdlog::info("[train] peak resident memory {:.0f} MB; feature cache {:.0f} MB ({} bags{}); largest bag {} x {}",
-               peak_resident_bytes() / 1e6, cache ? cache->bytes() / 1e6 : 0.0, cache ? cache->bags() : 0,
+  spdlog::info("[train] peak resident memory {:.0f} MB; feature cache {:.0f} MB{} ({} bags{}); largest bag {} x {}",
+               peak_resident_bytes() / 1e6, cache ? cache->bytes() / 1e6 : 0.0,
+               cache && !cache->device().is_cpu() ? " on " + cache->device().str() : "", cache ? cache->bags() : 0,
                cache && cache->bags_over_budget() > 0
                    ? fmt::format(", {} left on disk by the {:.1f} GB budget", cache->bags_over_budget(),
                                  cache->budget_bytes() / 1e9)
@@ -72,8 +73,14 @@ void log_memory(const BagCache* cache, const JobData& data) {
 }
 
 // The feature cache of the whole job (all folds, training and validation bags).
-std::shared_ptr<BagCache> job_cache(const TrainConfig& cfg, const Communicator& comm) {
+std::shared_ptr<BagCache> job_cache(const TrainConfig& cfg, const Communicator& comm, const torch::Device& device) {
   const CacheMode mode = cache_mode_for(cfg.cache, cfg.precision == "bf16");
+  if (cache_on_device(cfg.cache)) {
+    std::shared_ptr<BagCache> cache = make_device_bag_cache(mode, cfg.cache_budget, device);
+    spdlog::info("[data] --cache gpu: features kept on {} as {} up to {:.1f} GB per rank", device.str(),
+                 cache_mode_name(mode), cache->budget_bytes() / 1e9);
+    return cache;
+  }
   if (cfg.cache != "auto") return make_bag_cache(mode, cfg.cache_budget);
   std::shared_ptr<BagCache> cache =
       make_auto_bag_cache(mode, cfg.cache_budget, available_memory_bytes(), comm.local_size());
@@ -109,6 +116,7 @@ void run_training(const TrainConfig& cfg, Communicator& comm) {
       device.str(), cfg.precision, torch::get_num_threads(), comm.world_size(), cfg.accumulate * cfg.bags_per_step,
       bags_per_step, cfg.bags_per_step > 1 ? fmt::format(", packed {} to a forward/backward", cfg.bags_per_step) : "");
   if (comm.world_size() > 1) spdlog::info("[dist] collectives over {}", comm.describe());
+  std::shared_ptr<BagCache> cache = job_cache(cfg, comm, device);  // before any data is read: --cache gpu on a CPU
   const JobData data = load_job_data(cfg);
   reporter.plan(cfg.epochs * static_cast<int>(data.folds.size()));
 
@@ -126,7 +134,7 @@ void run_training(const TrainConfig& cfg, Communicator& comm) {
                         device,
                         data.classes,
                         reporter,
-                        job_cache(cfg, comm),
+                        std::move(cache),
                         [&] { return checkpoints.seconds_since_last(); },
                         [&](const RunProgress& current, const std::string& moment) {
                           checkpoints.write([&] { return job_progress(results, reporter, &current); }, moment);

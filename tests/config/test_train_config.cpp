@@ -512,6 +512,7 @@ TEST(TrainConfig, ValidationNamesTheOption) {
       {[](TrainConfig& c) { c.folds = 5, c.fold = -2; }, "--fold must be"},
       {[](TrainConfig& c) { c.on_bad_slide = "maybe"; }, "--on-bad-slide must be fail or skip (got 'maybe')"},
       {[](TrainConfig& c) { c.cache = "disk"; }, "--cache"},
+      {[](TrainConfig& c) { c.cache = "gpu"; }, "--cache-budget must be > 0 with --cache gpu"},
       {[](TrainConfig& c) { c.precision = "fp16"; }, "--precision must be fp32 or bf16 (got 'fp16')"},
       {[](TrainConfig& c) { c.device = "gpu"; }, "--device"},
       {[](TrainConfig& c) { c.device = "cuda:"; }, "--device"},

@@ -144,6 +144,24 @@ TEST(BagCache, AutoIsABoundedFloat32Cache) {
   EXPECT_LT(available_memory_bytes(), int64_t{64} << 40);
 }
 
+// --cache gpu: float16 on the training GPU, bounded by a budget it requires; refused when the job trains on a CPU.
+TEST(BagCache, GpuCacheNeedsAGpuAndABudget) {
+  EXPECT_EQ(parse_cache_mode("gpu"), CacheMode::kFloat16);
+  EXPECT_TRUE(cache_on_device("gpu"));
+  EXPECT_FALSE(cache_on_device("ram"));
+  const std::string on_cpu = test::error_message([] { make_device_bag_cache(CacheMode::kFloat16, 4, torch::kCPU); });
+  EXPECT_NE(on_cpu.find("--cache gpu keeps the features on the training GPU, and this job trains on cpu"),
+            std::string::npos)
+      << on_cpu;
+  const torch::Device gpu(torch::kCUDA, 1);
+  const std::string no_budget = test::error_message([&] { make_device_bag_cache(CacheMode::kFloat16, 0, gpu); });
+  EXPECT_NE(no_budget.find("needs --cache-budget"), std::string::npos) << no_budget;
+  const auto cache = make_device_bag_cache(CacheMode::kFloat16, 2.5, gpu);  // nothing is allocated until a bag comes
+  EXPECT_EQ(cache->device(), gpu);
+  EXPECT_EQ(cache->budget_bytes(), 2500000000);
+  EXPECT_EQ(BagCache(CacheMode::kFloat16).device(), torch::Device(torch::kCPU));
+}
+
 uint16_t bits_of(at::Half h) {
   uint16_t b;
   std::memcpy(&b, &h, 2);

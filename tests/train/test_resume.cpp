@@ -262,6 +262,18 @@ TEST(ResumeSettings, CacheModesOfTheSameValuesResumeEachOther) {
   }
 }
 
+// --cache gpu keeps the float16 values --cache ram keeps, on the GPU: a spot job moved between a GPU and a CPU
+// host resumes across the two; against a float32 cache it is refused like ram.
+TEST(ResumeSettings, GpuAndRamCachesOfFloat16ResumeEachOther) {
+  TrainConfig cfg;
+  cfg.cache = "gpu";
+  const Checkpoint ckpt{1, "ckpt-1", encode_checkpoint(JobProgress{}, JobIdentity{training_settings(cfg), "d", 1})};
+  cfg.cache = "ram";
+  EXPECT_NO_THROW(decode_checkpoint(ckpt, JobIdentity{training_settings(cfg), "d", 1}));
+  cfg.cache = "auto";
+  EXPECT_THROW(decode_checkpoint(ckpt, JobIdentity{training_settings(cfg), "d", 1}), Error);
+}
+
 TEST_F(Resume, NoResumeStartsAfreshAndItsCheckpointsComeFirst) {
   const std::vector<std::string> all = reference_checkpoints();
   TrainConfig cfg = config("fresh");
