@@ -74,6 +74,10 @@ double DsmilStep::backward_flops_per_instance(const ModelConfig& cfg) {
 }
 
 double DsmilStep::accumulate(const torch::Tensor& x, const torch::Tensor& target) {
+  return accumulate_loss(x, target).item<double>();
+}
+
+torch::Tensor DsmilStep::accumulate_loss(const torch::Tensor& x, const torch::Tensor& target) {
   const int64_t n = x.size(0);
   const int64_t c = cfg_.num_classes;
   const int64_t d = cfg_.feature_dim;
@@ -122,13 +126,14 @@ double DsmilStep::accumulate(const torch::Tensor& x, const torch::Tensor& target
   gemm_.bf16() && !cfg_.passing_v ? gemm_.mm(bag_rep_, a, v) : few_rows_mm(bag_rep_, a, v);
   at::addmv_out(bag_logits_, w.b_bag, w.w_bag, bag_rep_.view({c * d}));
 
-  const double loss = loss_and_gradients(bag_logits_, max_val_, target);
+  torch::Tensor loss = loss_and_gradients(bag_logits_, max_val_, target);
   backward(xg, xv);
   return loss;
 }
 
-double DsmilStep::loss_and_gradients(const torch::Tensor& bag_logits, const torch::Tensor& max_logits,
-                                     const torch::Tensor& target) {
+torch::Tensor DsmilStep::loss_and_gradients(const torch::Tensor& bag_logits, const torch::Tensor& max_logits,
+                                            const torch::Tensor& target) {
+  if (!loops_) return loss_and_gradients_on_device(bag_logits, max_logits, target);  // the GPU's way
   const int64_t c = cfg_.num_classes;
   const torch::Tensor yb = on_cpu(bag_logits);
   const torch::Tensor ym = on_cpu(max_logits);
@@ -149,7 +154,27 @@ double DsmilStep::loss_and_gradients(const torch::Tensor& bag_logits, const torc
     g[c + k] = static_cast<float>(0.5 / c * (sigmoid(pm[k]) - pt[k]));
   }
   dev_grads_.copy_(host_grads_);
-  return 0.5 * bag_loss / c + 0.5 * max_loss / c;
+  return torch::scalar_tensor(0.5 * bag_loss / c + 0.5 * max_loss / c, torch::kDouble);
+}
+
+torch::Tensor DsmilStep::loss_and_gradients_on_device(const torch::Tensor& bag_logits, const torch::Tensor& max_logits,
+                                                      const torch::Tensor& target) {
+  const int64_t c = cfg_.num_classes;
+  const torch::Tensor t = target.to(bag_logits.options()).reshape({-1});
+  if (t.numel() != c) {
+    throw Error("", "DsmilStep", "target has " + std::to_string(t.numel()) + " values, the model " + std::to_string(c));
+  }
+  const double half_mean = 0.5 / static_cast<double>(c);  // each BCE enters as 0.5 * its mean over classes
+  torch::Tensor d_bag = dev_grads_.narrow(0, 0, c);
+  torch::Tensor d_max = dev_grads_.narrow(0, c, c);
+  at::sigmoid_out(d_bag, bag_logits);
+  d_bag.sub_(t).mul_(half_mean);
+  at::sigmoid_out(d_max, max_logits);
+  d_max.sub_(t).mul_(half_mean);
+  const auto sum = at::Reduction::Sum;
+  const torch::Tensor loss = torch::binary_cross_entropy_with_logits(bag_logits, t, {}, {}, sum) +
+                             torch::binary_cross_entropy_with_logits(max_logits, t, {}, {}, sum);
+  return (loss * half_mean).to(torch::kDouble);
 }
 
 void DsmilStep::relu_inplace(torch::Tensor& t) const {

@@ -39,6 +39,9 @@ class DsmilStep {
   // on the parameters' device, N >= 1 (with bf16, bfloat16 features are used as they are, float32 ones rounded once per
   // bag); target: C values in {0, 1}. Returns the bag's loss.
   double accumulate(const torch::Tensor& x, const torch::Tensor& target);
+  // The same, with the loss as a 0-dim float64 tensor on the parameters' device: on a GPU the loss and its
+  // gradient are computed there, so the step waits on nothing (read the losses once per optimiser step).
+  torch::Tensor accumulate_loss(const torch::Tensor& x, const torch::Tensor& target);
 
   // FLOPs of one instance's forward and backward (multiply-adds count 2; elementwise passes not counted),
   // derived from the layer shapes: what a bench divides by.
@@ -47,8 +50,12 @@ class DsmilStep {
 
  private:
   // The loss and its gradients w.r.t. the bag logits and the instance max, on the host.
-  double loss_and_gradients(const torch::Tensor& bag_logits, const torch::Tensor& max_logits,
-                            const torch::Tensor& target);
+  // The loss and its gradients w.r.t. the bag and max-pooled logits (into dev_grads_): on the host in float64
+  // with the CPU loops, else with libtorch ops on the parameters' device (no host round trip on a GPU).
+  torch::Tensor loss_and_gradients(const torch::Tensor& bag_logits, const torch::Tensor& max_logits,
+                                   const torch::Tensor& target);
+  torch::Tensor loss_and_gradients_on_device(const torch::Tensor& bag_logits, const torch::Tensor& max_logits,
+                                             const torch::Tensor& target);
   void backward(const torch::Tensor& x, const torch::Tensor& xv);
   // The passes that run as CPU loops or as libtorch ops (loops_): in place on [N, 128] blocks; the attention
   // a = softmax_N(qc qᵀ / sqrt(128)) into a_; and its backward, d_a (overwritten) to d_q through the scores

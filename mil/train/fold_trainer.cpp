@@ -50,11 +50,19 @@ class FoldRun {
   void restore(RunProgress resume);
   void make_sampler(bool log_balance);
   void train_epoch(int epoch, EpochRecord& rec);
+  // The bags a step trained on this rank, in slot order: their losses stay where the step computed them
+  // (a GPU's) until record_step reads them together.
+  struct StepWork {
+    std::vector<StepBag> bags;  // file and, once read, loss: for the divergence guard
+    std::vector<torch::Tensor> losses;
+    std::vector<int64_t> trained;  // instances
+  };
   StepSignals step(int epoch, int64_t step);
-  std::pair<double, int64_t> train_bag(const Bag& bag, uint64_t bag_seed);
-  void train_pack(int epoch, int64_t first_slot, std::vector<StepBag>& step_bags);
+  std::pair<torch::Tensor, int64_t> train_bag(const Bag& bag, uint64_t bag_seed);
+  void train_pack(int epoch, int64_t first_slot, StepWork& work);
   torch::Tensor training_features(const Bag& bag, uint64_t bag_seed) const;
-  void record_bag(const Bag& bag, double loss, int64_t trained, std::vector<StepBag>& step_bags);
+  void note_bag(const Bag& bag, torch::Tensor loss, int64_t trained, StepWork& work) const;
+  void record_step(StepWork& work);
   EvalResult validate_epoch(int epoch, EpochRecord& rec);
   void keep_if_best(int epoch, EvalResult val, bool improved);
   void checkpoint(const std::string& moment);
@@ -74,6 +82,7 @@ class FoldRun {
   std::unique_ptr<BagLoader> loader_;
   uint64_t dropout_seed_;
   std::string fold_text_;
+  torch::Tensor train_targets_;    // [training bags, C] on the device: no copy from the host per bag
   std::vector<double> bag_stats_;  // this rank's (loss, instances) per bag of the epoch so far, in order
   int64_t instances_ = 0;          // trained by this rank in this process's part of the epoch
   bool cache_logged_ = false;
@@ -105,6 +114,9 @@ FoldRun::FoldRun(const FoldContext& ctx, const FoldData& data, std::optional<Run
   p_.weights.clear();
   p_.optimizer.clear();
   make_sampler(!resuming);
+  std::vector<torch::Tensor> targets;
+  for (const BagInfo& b : data_.train.bags) targets.push_back(target_tensor(b, torch::kCPU));
+  if (!targets.empty()) train_targets_ = torch::stack(targets).to(ctx_.device);
   loader_ = std::make_unique<BagLoader>(
       data_.train, LoaderOptions{cfg_.features_key, cfg_.prefetch, CacheMode::kNone, false, cfg_.precision == "bf16"},
       ctx_.cache);
@@ -245,21 +257,22 @@ void FoldRun::train_epoch(int epoch, EpochRecord& rec) {
 // update, and a checkpoint when one is due. Returns the signals every rank agreed on.
 StepSignals FoldRun::step(int epoch, int64_t step) {
   train_step_->zero_grad();
-  std::vector<StepBag> step_bags;  // for the divergence guard
+  StepWork work;
   for (int k = 0; k < per_rank_; k += cfg_.bags_per_step) {
     const int64_t slot = step * bags_per_step_ + first_slot_ + k;
     if (cfg_.bags_per_step > 1) {
-      train_pack(epoch, slot, step_bags);
+      train_pack(epoch, slot, work);
       continue;
     }
     const Bag bag = loader_->next();
-    const auto [loss, trained] = train_bag(bag, slot_seed(dropout_seed_, epoch, slot));
-    record_bag(bag, loss, trained, step_bags);
+    auto [loss, trained] = train_bag(bag, slot_seed(dropout_seed_, epoch, slot));
+    note_bag(bag, std::move(loss), trained, work);
   }
   std::vector<float> flags = scheduler_.local_signals(ctx_.comm.is_main(), ctx_.seconds_since_checkpoint()).to_flags();
   train_step_->finish(ctx_.comm, bags_per_step_, &flags);  // one all-reduce across ranks, none on one
   const StepSignals agreed = StepSignals::from_flags(flags);
-  check_step_finite(model_.net->named_parameters(), step_bags,
+  record_step(work);
+  check_step_finite(model_.net->named_parameters(), work.bags,
                     {data_.fold, epoch + 1, step + 1, sampler_->steps_per_epoch()});
   p_.step = step + 1;
   if (scheduler_.checkpoint_after_step(agreed, p_.step)) {
@@ -269,16 +282,30 @@ StepSignals FoldRun::step(int epoch, int64_t step) {
   return agreed;
 }
 
-void FoldRun::record_bag(const Bag& bag, double loss, int64_t trained, std::vector<StepBag>& step_bags) {
-  step_bags.push_back({data_.train.bags[static_cast<size_t>(bag.index)].path, loss});
-  bag_stats_.push_back(loss);
-  bag_stats_.push_back(static_cast<double>(trained));
-  instances_ += trained;
+void FoldRun::note_bag(const Bag& bag, torch::Tensor loss, int64_t trained, StepWork& work) const {
+  work.bags.push_back({data_.train.bags[static_cast<size_t>(bag.index)].path, 0.0});
+  work.losses.push_back(std::move(loss));
+  work.trained.push_back(trained);
+}
+
+// The step's losses, read together (on a GPU, the step's one wait for its results), into the divergence
+// guard's list and the epoch's statistics.
+void FoldRun::record_step(StepWork& work) {
+  if (work.losses.empty()) return;
+  const bool on_host = work.losses.front().device().is_cpu();
+  const torch::Tensor read = on_host ? torch::Tensor() : torch::stack(work.losses).to(torch::kCPU);
+  for (size_t i = 0; i < work.bags.size(); ++i) {
+    const double loss = on_host ? work.losses[i].item<double>() : read.data_ptr<double>()[i];
+    work.bags[i].loss = loss;
+    bag_stats_.push_back(loss);
+    bag_stats_.push_back(static_cast<double>(work.trained[i]));
+    instances_ += work.trained[i];
+  }
 }
 
 // Forward and backward of one training bag (gradients accumulate over the rank's bags of a step), with
 // patch and node dropout drawn from `bag_seed`. Returns the bag's loss and the instances it trained on.
-std::pair<double, int64_t> FoldRun::train_bag(const Bag& bag, uint64_t bag_seed) {
+std::pair<torch::Tensor, int64_t> FoldRun::train_bag(const Bag& bag, uint64_t bag_seed) {
   {
     // Node dropout draws from the device's default generator.
     at::Generator device_gen = at::globalContext().defaultGenerator(ctx_.device);
@@ -286,13 +313,12 @@ std::pair<double, int64_t> FoldRun::train_bag(const Bag& bag, uint64_t bag_seed)
     device_gen.set_current_seed(mix64(bag_seed));
   }
   const torch::Tensor x = training_features(bag, bag_seed);
-  const BagInfo& info = data_.train.bags[static_cast<size_t>(bag.index)];
-  return {train_step_->accumulate(x, target_tensor(info, ctx_.device)), x.size(0)};
+  return {train_step_->accumulate(x, train_targets_[bag.index]), x.size(0)};
 }
 
 // The next --bags-per-step bags of the loader, slots first_slot on, in one packed forward and backward, with
 // the dropout draws each would get alone (the node dropout seed goes to the packed step, bag by bag).
-void FoldRun::train_pack(int epoch, int64_t first_slot, std::vector<StepBag>& step_bags) {
+void FoldRun::train_pack(int epoch, int64_t first_slot, StepWork& work) {
   std::vector<Bag> bags;
   std::vector<torch::Tensor> features, targets;
   PackedBags pack;
@@ -301,7 +327,7 @@ void FoldRun::train_pack(int epoch, int64_t first_slot, std::vector<StepBag>& st
     const uint64_t bag_seed = slot_seed(dropout_seed_, epoch, first_slot + k);
     bags.push_back(loader_->next());
     features.push_back(training_features(bags.back(), bag_seed));
-    targets.push_back(target_tensor(data_.train.bags[static_cast<size_t>(bags.back().index)], ctx_.device));
+    targets.push_back(train_targets_[bags.back().index]);
     pack.offsets.push_back(pack.offsets.back() + features.back().size(0));
     pack.dropout_seeds.push_back(mix64(bag_seed));
   }
@@ -309,7 +335,7 @@ void FoldRun::train_pack(int epoch, int64_t first_slot, std::vector<StepBag>& st
   pack.targets = torch::stack(targets, 0);
   const std::vector<double> losses = train_step_->accumulate_pack(pack);
   for (size_t k = 0; k < bags.size(); ++k) {
-    record_bag(bags[k], losses[k], pack.offsets[k + 1] - pack.offsets[k], step_bags);
+    note_bag(bags[k], torch::scalar_tensor(losses[k], torch::kDouble), pack.offsets[k + 1] - pack.offsets[k], work);
   }
 }
 
@@ -322,8 +348,11 @@ torch::Tensor FoldRun::training_features(const Bag& bag, uint64_t bag_seed) cons
     // Patch dropout (training only): keep a random floor(N * (1 - p)) instances, at least one.
     const int64_t n = x.size(0);
     const int64_t keep = std::max<int64_t>(1, static_cast<int64_t>(std::floor(n * (1.0 - cfg_.dropout_patch))));
-    at::Generator patch_gen = at::detail::createCPUGenerator(bag_seed);
-    x = x.index_select(0, torch::randperm(n, patch_gen, torch::kLong).slice(0, 0, keep).to(ctx_.device));
+    at::Generator patch_gen = at::detail::createCPUGenerator(bag_seed);  // the same draws on every device
+    torch::Tensor rows = torch::randperm(n, patch_gen, torch::kLong).slice(0, 0, keep);
+    // To a GPU from pinned memory, asynchronously: the host does not wait for the copy.
+    if (ctx_.device.is_cuda()) rows = rows.pin_memory().to(ctx_.device, torch::kLong, /*non_blocking=*/true);
+    x = x.index_select(0, rows);
   }
   return x;
 }

@@ -22,8 +22,11 @@ class TrainStep {
 
   void set_lr(double lr) { adam_.set_lr(lr); }
   void zero_grad() { flat_.zero_grads(); }
-  // One bag's forward, loss and backward; its gradients add to the step's. Returns the bag's loss.
-  double accumulate(const torch::Tensor& x, const torch::Tensor& target) { return step_.accumulate(x, target); }
+  // One bag's forward, loss and backward; its gradients add to the step's. Returns the bag's loss, a 0-dim
+  // float64 tensor on the device (nothing waits for it on a GPU: read a step's losses together).
+  torch::Tensor accumulate(const torch::Tensor& x, const torch::Tensor& target) {
+    return step_.accumulate_loss(x, target);
+  }
   // Several bags in one packed forward and backward (--bags-per-step); the sum of their gradients adds to the
   // step's, as accumulate() bag by bag would. Returns each bag's loss.
   std::vector<double> accumulate_pack(const PackedBags& pack) { return packed_.accumulate(pack); }
