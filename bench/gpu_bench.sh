@@ -154,12 +154,15 @@ elif [ "$SKIP_BUILD" = 1 ]; then
 else
   if [ -z "${TORCH_VENV:-}" ]; then
     # This machine's own torch, seen from a venv (build_cuda.sh wants one), so nothing is downloaded.
-    TORCH_VENV=$REPO/$BUILD_DIR-venv
+    case $BUILD_DIR in
+      /*) TORCH_VENV=$BUILD_DIR-venv ;;
+      *) TORCH_VENV=$REPO/$BUILD_DIR-venv ;;
+    esac
     [ -x "$TORCH_VENV/bin/python" ] || step "$PYTHON" -m venv --system-site-packages "$TORCH_VENV"
   fi
   # DSMIL_SKIP_DEPS: no apt (the packages were checked above). Only the targets this script runs.
   step env BUILD_DIR="$BUILD_DIR" TORCH_VENV="$TORCH_VENV" DSMIL_SKIP_DEPS=1 \
-    BUILD_TARGETS="dsmil_train dsmil_make_bags dsmil_tests dsmil_mpi_tests" scripts/build_cuda.sh
+    BUILD_TARGETS="dsmil_train dsmil_make_bags dsmil_tests dsmil_mpi_tests dsmil_compare_runs" scripts/build_cuda.sh
 fi
 
 # --- 2. The checks that need a GPU ----------------------------------------------------------------------
@@ -192,6 +195,17 @@ if [ "$CAN_BUILD" = 1 ] && [ "$SKIP_BUILD" = 0 ]; then
   if [ "$DRY_RUN" = 0 ] && ! grep -q 'collectives over c10d nccl' "$WORK/check_nccl_train.log"; then
     CHECKS+=("nccl_train: FAILED (no '[dist] collectives over c10d nccl' line)")
   fi
+  # The GPU's own path (loss and targets on the device, --cache gpu, patch dropout's pinned copy) trains the
+  # CPU's model: one process each, the same seed and draws, 2 epochs at lr 1e-4 (Adam moves a weight by at
+  # most lr per step), weights and losses within 1e-4.
+  SAME=(--train "$WORK/small" --epochs 2 --lr 1e-4 --seed 3 --dropout-patch 0.2 --no-resume true
+    --tensorboard-dir none)
+  check gpu_train "$TRAIN" "${SAME[@]}" --device cuda --cache gpu --cache-budget 1 --model-dir "$WORK/gpu_m" \
+    --output-dir "$WORK/gpu_o" --checkpoint-dir "$WORK/gpu_c"
+  check cpu_train "$TRAIN" "${SAME[@]}" --device cpu --model-dir "$WORK/cpu_m" --output-dir "$WORK/cpu_o" \
+    --checkpoint-dir "$WORK/cpu_c"
+  check gpu_vs_cpu "$BUILD_DIR/tests/dsmil_compare_runs" "$WORK/cpu_m/model.pth" "$WORK/gpu_m/model.pth" \
+    "$WORK/cpu_o/metrics.json" "$WORK/gpu_o/metrics.json" 1e-4
   for c in "${CHECKS[@]}"; do log "check $c"; done
 fi
 if [ "$BUILD_ONLY" = 1 ]; then
