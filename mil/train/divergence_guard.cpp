@@ -38,7 +38,7 @@ void check_scores_finite(const std::vector<std::vector<double>>& probs, const st
 }
 
 void check_step_finite(const torch::OrderedDict<std::string, torch::Tensor>& params, const std::vector<StepBag>& bags,
-                       const StepPlace& where) {
+                       const StepPlace& where, bool known_finite) {
   const std::string advice =
       ": the training diverged (lower --lr, or check the features); no checkpoint or model "
       "was written with these weights";
@@ -47,6 +47,7 @@ void check_step_finite(const torch::OrderedDict<std::string, torch::Tensor>& par
       throw Error(b.path, place_text(where), "loss is " + std::to_string(b.loss) + advice);
     }
   }
+  if (known_finite) return;
   // The common case costs one reduction over every tensor and one sync: the per-tensor search below runs
   // only to name the culprit.
   std::vector<torch::Tensor> flags;

@@ -29,8 +29,10 @@ struct StepBag {
 // bag's loss, a parameter's gradient or a parameter is not finite. The file is the first bag with a
 // non-finite loss (else the step's first bag); the object is "fold F epoch E step S/N"; the reason names
 // the quantity and the parameter that went non-finite. One reduction and one host sync per step.
+// `known_finite`: the caller has found every parameter and gradient finite already, more cheaply
+// (TrainStep::finite): only the losses are checked then.
 void check_step_finite(const torch::OrderedDict<std::string, torch::Tensor>& params, const std::vector<StepBag>& bags,
-                       const StepPlace& where);
+                       const StepPlace& where, bool known_finite = false);
 
 // After an epoch, on the validation set's scores ([bag][class], in `paths`' order): weights can stay finite
 // yet be so large that a forward pass overflows. Throws the same kind of mil::Error, naming the first

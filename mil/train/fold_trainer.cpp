@@ -272,8 +272,10 @@ StepSignals FoldRun::step(int epoch, int64_t step) {
   train_step_->finish(ctx_.comm, bags_per_step_, &flags);  // one all-reduce across ranks, none on one
   const StepSignals agreed = StepSignals::from_flags(flags);
   record_step(work);
+  // Two sums over the flat buffers rule out a non-finite weight or gradient; the per-tensor search that
+  // names one runs only when they do not (isfinite over every tensor was a tenth of a tiny bag's step).
   check_step_finite(model_.net->named_parameters(), work.bags,
-                    {data_.fold, epoch + 1, step + 1, sampler_->steps_per_epoch()});
+                    {data_.fold, epoch + 1, step + 1, sampler_->steps_per_epoch()}, train_step_->finite());
   p_.step = step + 1;
   if (scheduler_.checkpoint_after_step(agreed, p_.step)) {
     checkpoint(fmt::format("epoch {} step {}/{}{}", epoch + 1, p_.step, sampler_->steps_per_epoch(),

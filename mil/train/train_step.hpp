@@ -34,6 +34,10 @@ class TrainStep {
   // over ranks; no collective on a single rank), divided by bags_per_step, and the Adam update.
   void finish(Communicator& comm, int64_t bags_per_step, std::vector<float>* flags);
 
+  // Whether every parameter and gradient is finite, from one sum over each flat buffer: NaN and Inf survive a
+  // sum (as Inf or NaN), so true is certain; false can also mean finite values summing past 3e38. One sync.
+  bool finite() { return torch::isfinite(flat_.values().sum() + flat_.grads().sum()).item<bool>(); }
+
   // Optimiser state for checkpoints; load_state also reads checkpoint format 1's torch::optim::Adam state.
   std::string save_state() const { return adam_.save_state(); }
   void load_state(const std::string& bytes, const std::string& source);

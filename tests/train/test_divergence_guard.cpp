@@ -10,6 +10,7 @@
 #include "mil/dist/communicator.hpp"
 #include "mil/train/checkpoint_store.hpp"
 #include "mil/train/divergence_guard.hpp"
+#include "mil/train/train_step.hpp"
 #include "mil/train/trainer.hpp"
 #include "mil/util/error.hpp"
 #include "tests/test_util.hpp"
@@ -29,6 +30,39 @@ torch::OrderedDict<std::string, torch::Tensor> two_params() {
 
 std::string message_of(const torch::OrderedDict<std::string, torch::Tensor>& p, const std::vector<StepBag>& bags) {
   return test::error_message([&] { check_step_finite(p, bags, {1, 3, 7, 20}); });
+}
+
+// The trainer's cheap pre-check: one sum per flat buffer. A NaN or Inf anywhere, weight or gradient, makes it
+// false; finite values whose sum overflows make it false too, and the per-tensor check then clears them.
+TEST(DivergenceGuard, FlatSumsFindEveryNonFiniteValue) {
+  DsmilNet net(ModelConfig{16, 2, true, true});
+  TrainStep step(*net, OptimizerConfig{});
+  EXPECT_TRUE(step.finite());
+  torch::NoGradGuard no_grad;
+  for (const float bad : {std::nanf(""), std::numeric_limits<float>::infinity()}) {
+    for (auto& p : net->parameters()) {
+      const int64_t i = p.numel() - 1;
+      const float kept = p.view({-1})[i].item<float>();
+      p.view({-1})[i] = bad;
+      EXPECT_FALSE(step.finite()) << bad;
+      p.view({-1})[i] = kept;
+    }
+  }
+  EXPECT_TRUE(step.finite());
+  torch::Tensor x = torch::randn({5, 16});
+  x[2][3] = std::nanf("");  // its gradients are NaN, the weights still finite
+  step.zero_grad();
+  step.accumulate(x, torch::zeros({2}));
+  EXPECT_FALSE(step.finite());
+  step.zero_grad();
+  EXPECT_TRUE(step.finite());
+  auto& w = net->named_parameters()["b_classifier.v.1.weight"];
+  w.view({-1}).narrow(0, 0, 4).fill_(3e38f);  // finite, but their sum is not
+  EXPECT_FALSE(step.finite());
+  EXPECT_EQ(test::error_message([&] {
+              check_step_finite(net->named_parameters(), {{"/d/s1.h5", 0.7}}, {1, 3, 7, 20});
+            }),
+            "");
 }
 
 TEST(DivergenceGuard, FiniteStepPasses) {
