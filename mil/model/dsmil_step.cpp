@@ -26,10 +26,6 @@ void few_rows_mm(torch::Tensor out, const torch::Tensor& m, const torch::Tensor&
   }
 }
 
-torch::Tensor on_cpu(const torch::Tensor& t) {
-  return t.device().is_cpu() ? t.contiguous() : t.to(torch::kCPU).contiguous();
-}
-
 }  // namespace
 
 DsmilStep::DsmilStep(FlatParameters& flat, Precision precision, StepPasses passes)
@@ -43,8 +39,7 @@ DsmilStep::DsmilStep(FlatParameters& flat, Precision precision, StepPasses passe
   max_val_ = torch::empty({c}, opts);
   max_idx_ = torch::empty({c}, opts.dtype(torch::kLong));
   bag_logits_ = torch::empty({c}, opts);
-  host_grads_ = torch::empty({2 * c}, torch::kFloat);
-  dev_grads_ = torch::empty({2 * c}, opts);
+  d_out_ = torch::empty({2 * c}, opts);
   qc_ = torch::empty({c, kH}, opts);
   d_qc_ = torch::empty({c, kH}, opts);
   bag_rep_ = torch::empty({c, cfg_.feature_dim}, opts);
@@ -135,16 +130,15 @@ torch::Tensor DsmilStep::loss_and_gradients(const torch::Tensor& bag_logits, con
                                             const torch::Tensor& target) {
   if (!loops_) return loss_and_gradients_on_device(bag_logits, max_logits, target);  // the GPU's way
   const int64_t c = cfg_.num_classes;
-  const torch::Tensor yb = on_cpu(bag_logits);
-  const torch::Tensor ym = on_cpu(max_logits);
-  const torch::Tensor t = on_cpu(target.to(torch::kDouble).reshape({-1}));
+  // The CPU loops: the logits are CPU tensors of C values, the gradients are written straight into d_out_.
+  const torch::Tensor t = target.to(torch::kCPU, torch::kDouble).reshape({-1}).contiguous();
   if (t.numel() != c) {
     throw Error("", "DsmilStep", "target has " + std::to_string(t.numel()) + " values, the model " + std::to_string(c));
   }
-  const float* pb = yb.data_ptr<float>();
-  const float* pm = ym.data_ptr<float>();
+  const float* pb = bag_logits.data_ptr<float>();
+  const float* pm = max_logits.data_ptr<float>();
   const double* pt = t.data_ptr<double>();
-  float* g = host_grads_.data_ptr<float>();
+  float* g = d_out_.data_ptr<float>();
   double bag_loss = 0, max_loss = 0;
   for (int64_t k = 0; k < c; ++k) {
     bag_loss += bce_with_logits(pb[k], pt[k]);
@@ -153,7 +147,6 @@ torch::Tensor DsmilStep::loss_and_gradients(const torch::Tensor& bag_logits, con
     g[k] = static_cast<float>(0.5 / c * (sigmoid(pb[k]) - pt[k]));
     g[c + k] = static_cast<float>(0.5 / c * (sigmoid(pm[k]) - pt[k]));
   }
-  dev_grads_.copy_(host_grads_);
   return torch::scalar_tensor(0.5 * bag_loss / c + 0.5 * max_loss / c, torch::kDouble);
 }
 
@@ -165,8 +158,8 @@ torch::Tensor DsmilStep::loss_and_gradients_on_device(const torch::Tensor& bag_l
     throw Error("", "DsmilStep", "target has " + std::to_string(t.numel()) + " values, the model " + std::to_string(c));
   }
   const double half_mean = 0.5 / static_cast<double>(c);  // each BCE enters as 0.5 * its mean over classes
-  torch::Tensor d_bag = dev_grads_.narrow(0, 0, c);
-  torch::Tensor d_max = dev_grads_.narrow(0, c, c);
+  torch::Tensor d_bag = d_out_.narrow(0, 0, c);
+  torch::Tensor d_max = d_out_.narrow(0, c, c);
   at::sigmoid_out(d_bag, bag_logits);
   d_bag.sub_(t).mul_(half_mean);
   at::sigmoid_out(d_max, max_logits);
@@ -224,8 +217,8 @@ void DsmilStep::backward(const torch::Tensor& x, const torch::Tensor& xv) {
   const torch::TensorOptions opts = x.options().dtype(torch::kFloat);
   const DsmilTensors& w = flat_.value_views();
   DsmilTensors& g = flat_.bag_grad_views();  // written, not added to: this bag's gradient alone
-  const torch::Tensor d_bag = dev_grads_.narrow(0, 0, c);
-  const torch::Tensor d_max = dev_grads_.narrow(0, c, c);
+  const torch::Tensor d_bag = d_out_.narrow(0, 0, c);
+  const torch::Tensor d_max = d_out_.narrow(0, c, c);
   if (!ones_.defined() || ones_.numel() < n) ones_ = torch::ones({n}, opts);
   const torch::Tensor ones = ones_.narrow(0, 0, n);  // bias gradients are column sums: (d_out)ᵀ 1
 

@@ -49,8 +49,7 @@ class DsmilStep {
   static double backward_flops_per_instance(const ModelConfig& cfg);
 
  private:
-  // The loss and its gradients w.r.t. the bag logits and the instance max, on the host.
-  // The loss and its gradients w.r.t. the bag and max-pooled logits (into dev_grads_): on the host in float64
+  // The loss and its gradients w.r.t. the bag and max-pooled logits (into d_out_): on the host in float64
   // with the CPU loops, else with libtorch ops on the parameters' device (no host round trip on a GPU).
   torch::Tensor loss_and_gradients(const torch::Tensor& bag_logits, const torch::Tensor& max_logits,
                                    const torch::Tensor& target);
@@ -73,7 +72,8 @@ class DsmilStep {
   segment::Offsets one_bag_;  // {0, N}: the current bag as segment_ops' one segment
   // Workspaces, reused across bags.
   torch::Tensor z_, q_, s_, a_, v_, bag_rep_, bag_logits_, max_val_, max_idx_;
-  torch::Tensor d_bag_rep_, d_a_, d_q_, d_qc_, d_z_, d_v_, ones_, host_grads_, dev_grads_;
+  torch::Tensor d_bag_rep_, d_a_, d_q_, d_qc_, d_z_, d_v_, ones_;
+  torch::Tensor d_out_;  // [2C]: the loss's gradient w.r.t. the bag logits, then w.r.t. the max-pooled ones
   torch::Tensor qc_;
   torch::Tensor xb_, z1b_, d_qb_;  // bf16: operands used by two products, rounded once
 };

@@ -37,7 +37,6 @@ class FlatParameters {
   torch::Tensor grads() { return grads_.narrow(0, 0, numel_); }  // [numel]
   torch::Tensor& grads_with_spare() { return grads_; }           // [numel + kSpareSlots]
   const DsmilTensors& value_views() const { return value_views_; }
-  const DsmilTensors& grad_views() const { return grad_views_; }
 
   // A step's gradient is the sum of its bags' (or packs') gradients, each computed alone and added in order,
   // as the all-reduce sums the ranks' own: 2 ranks train the model of --accumulate 2 to the bit (adding bag
