@@ -139,7 +139,7 @@ const OptionSpec kOptions[] = {
     {"Channels", "max-bag-bytes", "BYTES",
      "Largest features dataset a slide may declare (N x D x dtype size); a larger one is a bad slide", kRuns,
      &T::max_bag_bytes, kNone},
-    {"Runtime", "threads", "N", "libtorch threads; 0 = auto (the process's share of the cores)", kRuns, &T::threads, &E::threads},
+    {"Runtime", "threads", "N", "libtorch threads; 0 = auto (the process's share of the cores, one for small bags)", kRuns, &T::threads, &E::threads},
     {"Runtime", "device", "auto|cpu|cuda|cuda:N", "Compute device", kRuns, &T::device, &E::device},
     {"Runtime", "comm", "auto|mpi|gloo|nccl",
      "Collectives between mpirun ranks: MPI, or libtorch c10d's Gloo (CPU) or NCCL (GPU); auto = nccl on a GPU when "

@@ -18,6 +18,7 @@
 #include "mil/util/device.hpp"
 #include "mil/util/error.hpp"
 #include "mil/util/host_memory.hpp"
+#include "mil/util/threads.hpp"
 
 namespace mil {
 namespace {
@@ -93,6 +94,25 @@ std::shared_ptr<BagCache> job_cache(const TrainConfig& cfg, const Communicator& 
   return cache;
 }
 
+// `--threads 0` on a CPU: one thread where the steps are small (auto_thread_count_for_steps), judged by the
+// first model's training bags.
+void fit_threads_to_steps(const TrainConfig& cfg, const JobData& data, const torch::Device& device) {
+  if (cfg.threads != 0 || !device.is_cpu() || data.folds.empty() || data.folds[0].train.bags.empty()) return;
+  const BagIndex& train = data.folds[0].train;
+  int64_t instances = 0;
+  for (const BagInfo& b : train.bags) instances += b.num_instances;
+  const double per_step =
+      static_cast<double>(instances) / static_cast<double>(train.bags.size()) * static_cast<double>(cfg.bags_per_step);
+  const int threads = torch::get_num_threads();
+  const int fitted = auto_thread_count_for_steps(threads, per_step, data.feature_dim);
+  if (fitted == threads) return;
+  torch::set_num_threads(fitted);
+  spdlog::info(
+      "[train] --threads 0: {} libtorch thread(s), not {}: steps of {:.0f} instances x D = {} train faster "
+      "on one (--threads N overrides)",
+      torch::get_num_threads(), threads, per_step, data.feature_dim);
+}
+
 }  // namespace
 
 void run_training(const TrainConfig& cfg, Communicator& comm) {
@@ -118,6 +138,7 @@ void run_training(const TrainConfig& cfg, Communicator& comm) {
   if (comm.world_size() > 1) spdlog::info("[dist] collectives over {}", comm.describe());
   std::shared_ptr<BagCache> cache = job_cache(cfg, comm, device);  // before any data is read: --cache gpu on a CPU
   const JobData data = load_job_data(cfg);
+  fit_threads_to_steps(cfg, data, device);
   reporter.plan(cfg.epochs * static_cast<int>(data.folds.size()));
 
   // Checkpoints: continue where an earlier process of this job stopped.

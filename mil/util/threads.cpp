@@ -11,10 +11,14 @@ namespace mil {
 int auto_thread_count(int cores, int ranks_per_host, int allowed_cores) {
   int share = std::max(1, cores / std::max(1, ranks_per_host));
   if (allowed_cores > 0) share = std::min(share, allowed_cores);
-  // Every core of the share: on an idle 2-core machine two threads train 1.04-1.12x faster than one on
-  // WSI-sized bags and as fast on tiny ones (bench/README.md, "Threads"). Where other work shares the cores,
-  // OpenMP's threads wait on each other at every op: pass --threads 1 there.
+  // Every core of the share: on an idle 2-core machine two threads train WSI-sized bags 1.5x faster than
+  // one (bench/README.md, "Threads"); small bags get one (auto_thread_count_for_steps). Where other work
+  // shares the cores, OpenMP's threads wait on each other at every op: pass --threads 1 there.
   return share;
+}
+
+int auto_thread_count_for_steps(int threads, double instances_per_step, int64_t feature_dim) {
+  return instances_per_step * static_cast<double>(feature_dim) < kOneThreadStepWork ? 1 : threads;
 }
 
 int set_torch_threads(int n, int ranks_per_host) {

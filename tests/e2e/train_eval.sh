@@ -2,7 +2,8 @@
 # End-to-end: dsmil_train in a faked SageMaker job (bring-your-own-container: no SM_* variables, only the
 # /opt/ml tree with string hyperparameters), its outputs, the failure file on bad input, k-fold with a
 # majority-vote test, dsmil_eval --plots (PNG figures), dsmil_eval on the authors' own .pth, and the 2020
-# value network (--value-relu false): model dir and its .pth + --value-relu false score alike.
+# value network (--value-relu false): model dir and its .pth + --value-relu false score alike, and the
+# default thread count for small bags.
 #   usage: train_eval.sh BUILD_DIR TEST_DATA_DIR
 set -euo pipefail
 BUILD=$1
@@ -98,4 +99,12 @@ if "$BUILD/eval/dsmil_eval" --model "$WORK/v_model" --test "$WORK/test" --out "$
   fail "--value-relu maybe accepted"
 fi
 has "$WORK/v_err.log" "^dsmil_eval: error: --value-relu expects true or false (got 'maybe')$"
+
+# --- 6. --threads 0 (the default) gives small bags one thread; --threads N is obeyed ----------------
+if [ "$(nproc)" -ge 2 ]; then
+  "$BUILD/train/dsmil_train" --train "$WORK/train" --epochs 1 --model-dir "$WORK/t_model" --output-dir "$WORK/t_out" \
+    > "$WORK/t.log" 2>&1 || { cat "$WORK/t.log"; fail "training with the default threads failed"; }
+  has "$WORK/t.log" "--threads 0: 1 libtorch thread(s), not $(nproc): steps of [0-9]* instances x D = 32"
+  ! grep -q -- "--threads 0:" "$WORK/job.log" || fail "--threads 2 (job 1) was overridden"
+fi
 echo "train_eval: all checks passed"
