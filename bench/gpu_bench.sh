@@ -206,6 +206,13 @@ if [ "$CAN_BUILD" = 1 ] && [ "$SKIP_BUILD" = 0 ]; then
     --checkpoint-dir "$WORK/cpu_c"
   check gpu_vs_cpu "$BUILD_DIR/tests/dsmil_compare_runs" "$WORK/cpu_m/model.pth" "$WORK/gpu_m/model.pth" \
     "$WORK/cpu_o/metrics.json" "$WORK/gpu_o/metrics.json" 1e-4
+  # Packed steps (--bags-per-step 4): the segment passes as libtorch ops on the GPU against the CPU's loops.
+  check gpu_train_packed "$TRAIN" "${SAME[@]}" --bags-per-step 4 --device cuda --model-dir "$WORK/gpu_pm" \
+    --output-dir "$WORK/gpu_po" --checkpoint-dir "$WORK/gpu_pc"
+  check cpu_train_packed "$TRAIN" "${SAME[@]}" --bags-per-step 4 --device cpu --model-dir "$WORK/cpu_pm" \
+    --output-dir "$WORK/cpu_po" --checkpoint-dir "$WORK/cpu_pc"
+  check gpu_vs_cpu_packed "$BUILD_DIR/tests/dsmil_compare_runs" "$WORK/cpu_pm/model.pth" "$WORK/gpu_pm/model.pth" \
+    "$WORK/cpu_po/metrics.json" "$WORK/gpu_po/metrics.json" 1e-4
   for c in "${CHECKS[@]}"; do log "check $c"; done
 fi
 if [ "$BUILD_ONLY" = 1 ]; then

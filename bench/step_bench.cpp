@@ -90,8 +90,7 @@ struct Steppers {
                                              bags.begin() + static_cast<std::ptrdiff_t>(last));
     mil::PackedBags pack{torch::cat(members, 0), {0}, targets.narrow(0, 0, static_cast<int64_t>(last - first)), {}};
     for (const torch::Tensor& x : members) pack.offsets.push_back(pack.offsets.back() + x.size(0));
-    double loss = 0;
-    for (double l : packed->accumulate(pack)) loss += l;
+    const double loss = packed->accumulate(pack).sum().item<double>();
     fused->step(static_cast<int64_t>(last - first));
     return loss;
   }

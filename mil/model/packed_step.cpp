@@ -17,16 +17,20 @@ using namespace step_math;  // shared with the other hand-written step
 
 }  // namespace
 
-PackedStep::PackedStep(FlatParameters& flat)
-    : flat_(flat), cfg_(flat.config()), scale_(std::sqrt(static_cast<double>(kH))) {}
+PackedStep::PackedStep(FlatParameters& flat, StepPasses passes)
+    : flat_(flat),
+      cfg_(flat.config()),
+      loops_(passes == StepPasses::kAuto && flat.values().device().is_cpu()),
+      scale_(std::sqrt(static_cast<double>(kH))) {}
 
 void PackedStep::check(const PackedBags& pack) const {
   const auto bad = [](const std::string& why) { throw Error("", "PackedStep", why); };
   const torch::Tensor& x = pack.x;
-  if (x.dim() != 2 || x.size(1) != cfg_.feature_dim || x.scalar_type() != torch::kFloat || !x.device().is_cpu() ||
-      !x.is_contiguous()) {
-    bad("expected a contiguous float32 CPU pack [T, " + std::to_string(cfg_.feature_dim) + "], got " +
-        std::to_string(x.dim()) + "-d with " + std::to_string(x.numel()) + " values");
+  if (x.dim() != 2 || x.size(1) != cfg_.feature_dim || x.scalar_type() != torch::kFloat ||
+      x.device() != flat_.values().device() || !x.is_contiguous()) {
+    bad("expected a contiguous float32 pack [T, " + std::to_string(cfg_.feature_dim) + "] on " +
+        flat_.values().device().str() + ", got " + std::to_string(x.dim()) + "-d with " + std::to_string(x.numel()) +
+        " values on " + x.device().str());
   }
   const std::vector<int64_t>& off = pack.offsets;
   if (off.size() < 2 || off.front() != 0 || off.back() != x.size(0)) {
@@ -45,12 +49,13 @@ void PackedStep::check(const PackedBags& pack) const {
   }
 }
 
-std::vector<double> PackedStep::accumulate(const PackedBags& pack) {
+torch::Tensor PackedStep::accumulate(const PackedBags& pack) {
   check(pack);
   torch::NoGradGuard no_grad;
   off_ = pack.offsets;
+  if (!loops_) segs_ = std::make_unique<segment_torch::Segments>(off_, cfg_.num_classes, pack.x.device());
   forward(pack);
-  std::vector<double> losses = loss_and_gradients(pack.targets);
+  torch::Tensor losses = loss_and_gradients(pack.targets);
   backward(pack);
   return losses;
 }
@@ -75,26 +80,28 @@ void PackedStep::forward(const PackedBags& pack) {
   at::addmm_out(z, w.b_in, x, w.w_in.t());
   torch::Tensor max_val = workspace(max_val_, bags, c, opts);
   torch::Tensor max_idx = workspace(max_idx_, bags, c, opts.dtype(torch::kLong));
-  segment::max_pool(rows(z), c, off_, max_val.data_ptr<float>(), max_idx.data_ptr<int64_t>());
+  max_pool(z, max_val, max_idx);
   torch::Tensor z1 = z.narrow(1, c, kH);
   q_now_ = z1;
   if (cfg_.nonlinear_q) {
-    row_ops::relu_inplace(block(z1));
+    loops_ ? row_ops::relu_inplace(block(z1)) : void(z1.relu_());
     q_now_ = workspace(q_, t, kH, opts);
     at::addmm_out(q_now_, w.b_q2, z1, w.w_q2.t());
-    row_ops::tanh_inplace(block(q_now_));
+    loops_ ? row_ops::tanh_inplace(block(q_now_)) : void(q_now_.tanh_());
   }
   torch::Tensor qc = workspace(qc_, bags * c, kH, opts);
   at::index_select_out(qc, q_now_, 0, max_idx.view({bags * c}));
-  torch::Tensor a = workspace(a_, 1, c * t, opts).view({c * t});
-  segment::attention(rows(q_now_), qc.data_ptr<float>(), kH, c, off_, scale_, a.data_ptr<float>());
+  fwd_.instance_logits = z.narrow(1, 0, c);
+  fwd_.max_logits = max_val;
+  fwd_.critical = max_idx;
+  attention(qc);
 
   xv_now_ = x;
   v_now_ = x;
   if (cfg_.passing_v) {
     if (cfg_.dropout_v > 0) {
       xv_now_ = workspace(xv_, t, d, opts);
-      at::Generator gen = at::detail::getDefaultCPUGenerator();
+      at::Generator gen = at::globalContext().defaultGenerator(x.device());
       for (int64_t b = 0; b < bags; ++b) {
         {
           std::lock_guard<std::mutex> lock(gen.mutex());
@@ -109,13 +116,45 @@ void PackedStep::forward(const PackedBags& pack) {
     if (cfg_.value_relu) v_now_.relu_();
   }
   torch::Tensor bag_rep = workspace(bag_rep_, bags, c * d, opts);
-  segment::pool(a.data_ptr<float>(), rows(v_now_), d, c, off_, bag_rep.data_ptr<float>());
+  pool(bag_rep);
   torch::Tensor bag_logits = workspace(bag_logits_, bags, c, opts);
   at::addmm_out(bag_logits, w.b_bag, bag_rep, w.w_bag.t());
-  fwd_ = {z.narrow(1, 0, c), max_val, max_idx, bag_logits, bag_rep.view({bags, c, d}), a};
+  fwd_.bag_logits = bag_logits;
+  fwd_.bag_rep = bag_rep.view({bags, c, d});
 }
 
-std::vector<double> PackedStep::loss_and_gradients(const torch::Tensor& targets) {
+void PackedStep::max_pool(const torch::Tensor& z, torch::Tensor& max_val, torch::Tensor& max_idx) {
+  if (loops_) {
+    segment::max_pool(rows(z), cfg_.num_classes, off_, max_val.data_ptr<float>(), max_idx.data_ptr<int64_t>());
+  } else {
+    segment_torch::max_pool(z.narrow(1, 0, cfg_.num_classes), *segs_, max_val, max_idx);
+  }
+}
+
+void PackedStep::attention(const torch::Tensor& qc) {
+  const int64_t c = cfg_.num_classes;
+  const int64_t t = q_now_.size(0);
+  if (loops_) {
+    torch::Tensor a = workspace(a_, 1, c * t, qc.options()).view({c * t});
+    segment::attention(rows(q_now_), qc.data_ptr<float>(), kH, c, off_, scale_, a.data_ptr<float>());
+    fwd_.attention_blocks = a;
+  } else {
+    a_rows_ = segment_torch::attention(q_now_, qc, *segs_, scale_, qc_rows_);
+    fwd_.attention_blocks = segment_torch::to_blocks(a_rows_, *segs_);
+  }
+}
+
+void PackedStep::pool(torch::Tensor& bag_rep) {
+  if (loops_) {
+    segment::pool(fwd_.attention_blocks.data_ptr<float>(), rows(v_now_), cfg_.feature_dim, cfg_.num_classes, off_,
+                  bag_rep.data_ptr<float>());
+  } else {
+    segment_torch::pool(a_rows_, v_now_, *segs_, bag_rep);
+  }
+}
+
+torch::Tensor PackedStep::loss_and_gradients(const torch::Tensor& targets) {
+  if (!loops_) return loss_and_gradients_on_device(targets);
   const int64_t bags = static_cast<int64_t>(off_.size()) - 1;
   const int64_t c = cfg_.num_classes;
   const torch::Tensor t = targets.to(torch::kCPU, torch::kDouble).contiguous();
@@ -125,7 +164,8 @@ std::vector<double> PackedStep::loss_and_gradients(const torch::Tensor& targets)
   torch::Tensor d_out = workspace(d_out_, 2, bags * c, fwd_.bag_logits.options());
   float* g_bag = d_out.data_ptr<float>();
   float* g_max = g_bag + bags * c;
-  std::vector<double> losses(static_cast<size_t>(bags));
+  torch::Tensor losses = torch::empty({bags}, torch::kDouble);
+  double* pl = losses.data_ptr<double>();
   for (int64_t b = 0; b < bags; ++b) {
     double bag_loss = 0, max_loss = 0;
     for (int64_t i = b * c; i < (b + 1) * c; ++i) {
@@ -135,9 +175,28 @@ std::vector<double> PackedStep::loss_and_gradients(const torch::Tensor& targets)
       g_bag[i] = static_cast<float>(0.5 / c * (sigmoid(pb[i]) - pt[i]));
       g_max[i] = static_cast<float>(0.5 / c * (sigmoid(pm[i]) - pt[i]));
     }
-    losses[static_cast<size_t>(b)] = 0.5 * bag_loss / c + 0.5 * max_loss / c;
+    pl[b] = 0.5 * bag_loss / c + 0.5 * max_loss / c;
   }
   return losses;
+}
+
+// The same with libtorch ops where the logits lie (a GPU's: no host round trip).
+torch::Tensor PackedStep::loss_and_gradients_on_device(const torch::Tensor& targets) {
+  const int64_t bags = static_cast<int64_t>(off_.size()) - 1;
+  const int64_t c = cfg_.num_classes;
+  const torch::Tensor t = targets.to(fwd_.bag_logits.options()).reshape({bags, c});
+  const double half_mean = 0.5 / static_cast<double>(c);  // each BCE enters as 0.5 * its mean over classes
+  const torch::Tensor d_out = workspace(d_out_, 2, bags * c, fwd_.bag_logits.options());
+  torch::Tensor d_bag = d_out.select(0, 0).view({bags, c});
+  torch::Tensor d_max = d_out.select(0, 1).view({bags, c});
+  at::sigmoid_out(d_bag, fwd_.bag_logits);
+  d_bag.sub_(t).mul_(half_mean);
+  at::sigmoid_out(d_max, fwd_.max_logits);
+  d_max.sub_(t).mul_(half_mean);
+  const auto none = at::Reduction::None;
+  const torch::Tensor bce = torch::binary_cross_entropy_with_logits(fwd_.bag_logits, t, {}, {}, none) +
+                            torch::binary_cross_entropy_with_logits(fwd_.max_logits, t, {}, {}, none);
+  return (bce.sum(1) * half_mean).to(torch::kDouble);
 }
 
 void PackedStep::backward(const PackedBags& pack) {
@@ -161,47 +220,73 @@ void PackedStep::backward(const PackedBags& pack) {
   torch::Tensor d_bag_rep = workspace(d_bag_rep_, bags, c * d, opts);
   at::mm_out(d_bag_rep, d_bag, w.w_bag);
 
-  // Each bag's B = A V: dA = dB Vᵀ and dV = Aᵀ dB, segment by segment; then V's layer over the pack.
-  const float* a = fwd_.attention_blocks.data_ptr<float>();
-  torch::Tensor d_a = workspace(d_a_, 1, c * t, opts);
-  segment::pool_grad_attention(d_bag_rep.data_ptr<float>(), rows(v_now_), d, c, off_, d_a.data_ptr<float>());
-  if (cfg_.passing_v) {
-    torch::Tensor d_v = workspace(d_v_, t, d, opts);
-    segment::pool_grad_values(a, d_bag_rep.data_ptr<float>(), d, c, off_, mut_rows(d_v));
-    if (cfg_.value_relu) at::threshold_backward_out(d_v, d_v, v_now_, 0);
-    at::mm_out(g.w_v, d_v.t(), xv_now_);
-    at::mv_out(g.b_v, d_v.t(), ones);
-  }
-
-  // Softmax and scale, then the scores against the critical queries (rows of q), segment by segment.
-  segment::attention_grad_scores(a, d_a.data_ptr<float>(), c, off_, scale_);
+  // Each bag's B = A V (dA = dB Vᵀ, dV = Aᵀ dB), softmax and scale, then the scores against the critical
+  // queries (rows of q), segment by segment; V's layer over the pack.
+  torch::Tensor d_v = cfg_.passing_v ? workspace(d_v_, t, d, opts) : torch::Tensor();
   const torch::Tensor d_z = workspace(d_z_, t, c + kH, opts);
   torch::Tensor d_z1 = d_z.narrow(1, c, kH);
   const torch::Tensor z1 = z_.narrow(0, 0, t * (c + kH)).view({t, c + kH}).narrow(1, c, kH);
   torch::Tensor d_q = cfg_.nonlinear_q ? workspace(d_q_, t, kH, opts) : d_z1;
-  const int64_t* max_idx = fwd_.critical.data_ptr<int64_t>();
-  segment::query_grad(d_a.data_ptr<float>(), rows(q_now_), qc_.data_ptr<float>(), max_idx, kH, c, off_, mut_rows(d_q));
+  attention_backward(d_bag_rep, cfg_.passing_v ? &d_v : nullptr, d_q);
+  if (cfg_.passing_v) {
+    if (cfg_.value_relu) at::threshold_backward_out(d_v, d_v, v_now_, 0);
+    at::mm_out(g.w_v, d_v.t(), xv_now_);
+    at::mv_out(g.b_v, d_v.t(), ones);
+  }
   if (cfg_.nonlinear_q) {
-    row_ops::tanh_grad(block(q_now_), block(d_q), g.b_q2.data_ptr<float>());
+    if (loops_) {
+      row_ops::tanh_grad(block(q_now_), block(d_q), g.b_q2.data_ptr<float>());
+    } else {
+      at::tanh_backward_out(d_q, d_q, q_now_);
+      at::mv_out(g.b_q2, d_q.t(), ones);
+    }
     at::mm_out(g.w_q2, d_q.t(), z1);  // z1 holds relu(x W1ᵀ + b1)
     at::mm_out(d_z1, d_q, w.w_q2);
-    row_ops::relu_grad(block(z1), block(d_z1), g.b_in.narrow(0, c, kH).data_ptr<float>());
+    if (loops_) {
+      row_ops::relu_grad(block(z1), block(d_z1), g.b_in.narrow(0, c, kH).data_ptr<float>());
+    } else {
+      at::threshold_backward_out(d_z1, d_z1, z1, 0);
+    }
   }
 
   // Each bag's max-pool: the gradient reaches its argmax row of each class only.
   torch::Tensor d_logits = d_z.narrow(1, 0, c);
   d_logits.zero_();
-  float* dz = d_z.data_ptr<float>();
-  const float* dm = d_max.data_ptr<float>();
-  for (int64_t i = 0; i < bags * c; ++i) dz[max_idx[i] * (c + kH) + i % c] = dm[i];
+  if (loops_) {
+    float* dz = d_z.data_ptr<float>();
+    const float* dm = d_max.data_ptr<float>();
+    const int64_t* max_idx = fwd_.critical.data_ptr<int64_t>();
+    for (int64_t i = 0; i < bags * c; ++i) dz[max_idx[i] * (c + kH) + i % c] = dm[i];
+  } else {
+    d_logits.scatter_(0, fwd_.critical, d_max);  // d_logits[critical[b, k], k] = d_max[b, k]
+  }
   at::mm_out(g.w_in, d_z.t(), x);
-  if (cfg_.nonlinear_q) {
+  if (loops_ && cfg_.nonlinear_q) {
     torch::Tensor b_logits = g.b_in.narrow(0, 0, c);
     at::sum_out(b_logits, d_max, 0);  // the logits' columns of d_z hold d_max only
   } else {
     at::mv_out(g.b_in, d_z.t(), ones);
   }
   flat_.add_bag_grads();
+}
+
+void PackedStep::attention_backward(const torch::Tensor& d_bag_rep, torch::Tensor* d_v, torch::Tensor& d_q) {
+  const int64_t c = cfg_.num_classes;
+  const int64_t d = cfg_.feature_dim;
+  if (!loops_) {
+    const torch::Tensor d_a = segment_torch::pool_grads(a_rows_, d_bag_rep, v_now_, *segs_, d_v);
+    const torch::Tensor d_s = segment_torch::attention_grad_scores(a_rows_, d_a, *segs_, scale_);
+    segment_torch::query_grad(d_s, q_now_, qc_rows_, fwd_.critical, *segs_, d_q);
+    return;
+  }
+  const int64_t t = q_now_.size(0);
+  const float* a = fwd_.attention_blocks.data_ptr<float>();
+  torch::Tensor d_a = workspace(d_a_, 1, c * t, d_bag_rep.options());
+  segment::pool_grad_attention(d_bag_rep.data_ptr<float>(), rows(v_now_), d, c, off_, d_a.data_ptr<float>());
+  if (d_v != nullptr) segment::pool_grad_values(a, d_bag_rep.data_ptr<float>(), d, c, off_, mut_rows(*d_v));
+  segment::attention_grad_scores(a, d_a.data_ptr<float>(), c, off_, scale_);
+  segment::query_grad(d_a.data_ptr<float>(), rows(q_now_), qc_.data_ptr<float>(), fwd_.critical.data_ptr<int64_t>(), kH,
+                      c, off_, mut_rows(d_q));
 }
 
 }  // namespace mil

@@ -62,7 +62,7 @@ class FoldRun {
   void train_pack(int epoch, int64_t first_slot, StepWork& work);
   torch::Tensor training_features(const Bag& bag, uint64_t bag_seed) const;
   void note_bag(const Bag& bag, torch::Tensor loss, int64_t trained, StepWork& work) const;
-  void record_step(StepWork& work);
+  bool record_step(StepWork& work, const torch::Tensor& buffers_sum);
   EvalResult validate_epoch(int epoch, EpochRecord& rec);
   void keep_if_best(int epoch, EvalResult val, bool improved);
   void checkpoint(const std::string& moment);
@@ -271,11 +271,11 @@ StepSignals FoldRun::step(int epoch, int64_t step) {
   std::vector<float> flags = scheduler_.local_signals(ctx_.comm.is_main(), ctx_.seconds_since_checkpoint()).to_flags();
   train_step_->finish(ctx_.comm, bags_per_step_, &flags);  // one all-reduce across ranks, none on one
   const StepSignals agreed = StepSignals::from_flags(flags);
-  record_step(work);
   // Two sums over the flat buffers rule out a non-finite weight or gradient; the per-tensor search that
   // names one runs only when they do not (isfinite over every tensor was a tenth of a tiny bag's step).
+  const bool finite = record_step(work, train_step_->buffers_sum());
   check_step_finite(model_.net->named_parameters(), work.bags,
-                    {data_.fold, epoch + 1, step + 1, sampler_->steps_per_epoch()}, train_step_->finite());
+                    {data_.fold, epoch + 1, step + 1, sampler_->steps_per_epoch()}, finite);
   p_.step = step + 1;
   if (scheduler_.checkpoint_after_step(agreed, p_.step)) {
     checkpoint(fmt::format("epoch {} step {}/{}{}", epoch + 1, p_.step, sampler_->steps_per_epoch(),
@@ -290,12 +290,13 @@ void FoldRun::note_bag(const Bag& bag, torch::Tensor loss, int64_t trained, Step
   work.trained.push_back(trained);
 }
 
-// The step's losses, read together (on a GPU, the step's one wait for its results), into the divergence
-// guard's list and the epoch's statistics.
-void FoldRun::record_step(StepWork& work) {
-  if (work.losses.empty()) return;
-  const bool on_host = work.losses.front().device().is_cpu();
-  const torch::Tensor read = on_host ? torch::Tensor() : torch::stack(work.losses).to(torch::kCPU);
+// The step's losses into the divergence guard's list and the epoch's statistics, and whether the flat buffers'
+// sum is finite (TrainStep::buffers_sum): on a GPU read together, the step's one wait for its results.
+bool FoldRun::record_step(StepWork& work, const torch::Tensor& buffers_sum) {
+  const bool on_host = buffers_sum.device().is_cpu();
+  const torch::Tensor read =
+      on_host ? torch::Tensor()
+              : torch::cat({torch::stack(work.losses), buffers_sum.to(torch::kDouble).reshape({1})}).to(torch::kCPU);
   for (size_t i = 0; i < work.bags.size(); ++i) {
     const double loss = on_host ? work.losses[i].item<double>() : read.data_ptr<double>()[i];
     work.bags[i].loss = loss;
@@ -303,6 +304,7 @@ void FoldRun::record_step(StepWork& work) {
     bag_stats_.push_back(static_cast<double>(work.trained[i]));
     instances_ += work.trained[i];
   }
+  return std::isfinite(on_host ? buffers_sum.item<double>() : read.data_ptr<double>()[work.bags.size()]);
 }
 
 // Forward and backward of one training bag (gradients accumulate over the rank's bags of a step), with
@@ -335,9 +337,9 @@ void FoldRun::train_pack(int epoch, int64_t first_slot, StepWork& work) {
   }
   pack.x = torch::cat(features, 0);
   pack.targets = torch::stack(targets, 0);
-  const std::vector<double> losses = train_step_->accumulate_pack(pack);
+  const torch::Tensor losses = train_step_->accumulate_pack(pack);
   for (size_t k = 0; k < bags.size(); ++k) {
-    note_bag(bags[k], torch::scalar_tensor(losses[k], torch::kDouble), pack.offsets[k + 1] - pack.offsets[k], work);
+    note_bag(bags[k], losses[static_cast<int64_t>(k)], pack.offsets[k + 1] - pack.offsets[k], work);
   }
 }
 

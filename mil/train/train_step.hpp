@@ -28,15 +28,16 @@ class TrainStep {
     return step_.accumulate_loss(x, target);
   }
   // Several bags in one packed forward and backward (--bags-per-step); the sum of their gradients adds to the
-  // step's, as accumulate() bag by bag would. Returns each bag's loss.
-  std::vector<double> accumulate_pack(const PackedBags& pack) { return packed_.accumulate(pack); }
+  // step's, as accumulate() bag by bag would. Returns each bag's loss, [B] float64 on the device.
+  torch::Tensor accumulate_pack(const PackedBags& pack) { return packed_.accumulate(pack); }
   // Ends the step: the gradient summed over ranks (one all-reduce carrying `flags`, which become their sums
   // over ranks; no collective on a single rank), divided by bags_per_step, and the Adam update.
   void finish(Communicator& comm, int64_t bags_per_step, std::vector<float>* flags);
 
-  // Whether every parameter and gradient is finite, from one sum over each flat buffer: NaN and Inf survive a
-  // sum (as Inf or NaN), so true is certain; false can also mean finite values summing past 3e38. One sync.
-  bool finite() { return torch::isfinite(flat_.values().sum() + flat_.grads().sum()).item<bool>(); }
+  // One sum over each flat buffer, added (0-dim, on the device): NaN and Inf survive a sum (as Inf or NaN), so
+  // when it is finite every parameter and gradient is; when not, finite values may also have summed past 3e38.
+  // Nothing waits for it: read it with the step's losses.
+  torch::Tensor buffers_sum() { return flat_.values().sum() + flat_.grads().sum(); }
 
   // Optimiser state for checkpoints; load_state also reads checkpoint format 1's torch::optim::Adam state.
   std::string save_state() const { return adam_.save_state(); }

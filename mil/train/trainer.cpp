@@ -125,10 +125,6 @@ void run_training(const TrainConfig& cfg, Communicator& comm) {
   CheckpointWriter checkpoints(cfg, comm);  // holds the checkpoint directory: a second job is refused now
   const torch::Device device = resolve_device(cfg.device, comm.local_rank(), comm.local_size());
   require_precision_support(parse_precision(cfg.precision), device);  // before any data is read
-  if (cfg.bags_per_step > 1 && !device.is_cpu()) {
-    throw Error("--bags-per-step " + std::to_string(cfg.bags_per_step) + " packs bags on the CPU only, the device is " +
-                device.str() + ": pass --device cpu, or --accumulate for the same update bag by bag");
-  }
   const int64_t bags_per_step = static_cast<int64_t>(comm.world_size()) * cfg.accumulate * cfg.bags_per_step;
   spdlog::info(
       "[train] device {}, precision {}, {} libtorch thread(s); {} rank(s) x {} bag(s) = {} bag(s) per optimiser "

@@ -13,6 +13,7 @@ has "$WORK/dry.log" "would run: $WORK/b/tests/dsmil_tests --gtest_filter=SumFlat
 has "$WORK/dry.log" "would run: mpirun -np 2 .*dsmil_mpi_tests --comm nccl"
 has "$WORK/dry.log" "would run: $WORK/b/train/dsmil_train .* --device cuda --cache gpu --cache-budget 1"
 has "$WORK/dry.log" "would run: $WORK/b/tests/dsmil_compare_runs .*/cpu_m/model.pth .*/gpu_m/model.pth"
+has "$WORK/dry.log" "would run: $WORK/b/train/dsmil_train .* --bags-per-step 4 --device cuda"
 has "$WORK/dry.log" "would run: $WORK/b/bench/dsmil_make_bags --out $WORK/b/gpu-bench/train --bags 160 --dim 1024"
 has "$WORK/dry.log" "would run: env CUDA_VISIBLE_DEVICES=0 $WORK/b/train/dsmil_train .* --device cuda"
 has "$WORK/dry.log" "would run: env CUDA_VISIBLE_DEVICES=0 PYTHONUNBUFFERED=1 .*bench/reference_train.py .* --device cuda"

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "mil/model/dsmil.hpp"
+#include "mil/model/dsmil_step.hpp"
 
 namespace mil::test {
 
@@ -48,3 +49,12 @@ inline void PrintTo(const Architecture& a, std::ostream* os) {
 }
 
 }  // namespace mil::test
+
+namespace mil {
+
+// How the steps' passes run, for test names: the CPU loops (kAuto on CPU) or the GPU's libtorch ops.
+inline void PrintTo(StepPasses p, std::ostream* os) {
+  *os << (p == StepPasses::kAuto ? "CPU loops" : "libtorch ops");
+}
+
+}  // namespace mil

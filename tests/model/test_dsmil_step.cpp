@@ -122,14 +122,6 @@ INSTANTIATE_TEST_SUITE_P(Architectures, StepMatchesAutograd,
                          ::testing::Combine(::testing::ValuesIn(test::kStepArchitectures),
                                             ::testing::Values(StepPasses::kAuto, StepPasses::kTorchOps)));
 
-}  // namespace
-
-void PrintTo(StepPasses p, std::ostream* os) {
-  *os << (p == StepPasses::kAuto ? "CPU loops" : "libtorch ops");
-}
-
-namespace {
-
 TEST(DsmilStep, ThreeAdamStepsMatchTheAuthorsCode) {
   // As TrainParity.ThreeAdamStepsMatchReference, with the hand-written step and the fused Adam.
   const std::string golden = test::data_path("reference/golden/train_steps_tcga.h5");

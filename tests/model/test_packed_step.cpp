@@ -3,6 +3,7 @@
 // summed (what --accumulate sums), for every architecture tests/model/test_dsmil_step.cpp covers, on random
 // packs of mixed sizes with bags of one instance; and on a bag whose padding, were it padded and masked only
 // in the softmax as some MIL libraries do, would win the instance max-pool and become the critical instance.
+// Each runs with the segment passes as CPU loops and as the libtorch ops a GPU runs.
 #include <gtest/gtest.h>
 
 #include <map>
@@ -67,9 +68,11 @@ void expect_pack_matches(DsmilNetImpl& ref, DsmilNetImpl& fast, FlatParameters& 
   const Reference expected = per_bag_reference(ref, bags, targets, seeds);
   const PackedBags pack = make_pack(bags, targets, seeds);
   flat.zero_grads();
-  const std::vector<double> losses = step.accumulate(pack);
+  const torch::Tensor losses_tensor = step.accumulate(pack);
+  ASSERT_EQ(losses_tensor.numel(), static_cast<int64_t>(bags.size()));
+  const std::vector<double> losses(losses_tensor.data_ptr<double>(),
+                                   losses_tensor.data_ptr<double>() + losses_tensor.numel());
   const PackedForward& out = step.last_forward();
-  ASSERT_EQ(losses.size(), bags.size());
   std::vector<torch::Tensor> logits, bag_logits, attention, reps;
   for (const DsmilOutput& e : expected.outputs) {
     logits.push_back(e.instance_logits);
@@ -103,10 +106,10 @@ void expect_pack_matches(DsmilNetImpl& ref, DsmilNetImpl& fast, FlatParameters& 
 using test::Architecture;
 using test::config_of;
 
-class PackMatchesPerBag : public ::testing::TestWithParam<Architecture> {};
+class PackMatchesPerBag : public ::testing::TestWithParam<std::tuple<Architecture, StepPasses>> {};
 
 TEST_P(PackMatchesPerBag, RandomPacksOfMixedSizes) {
-  const Architecture& k = GetParam();
+  const Architecture& k = std::get<0>(GetParam());
   const ModelConfig mc = config_of(k, 24);
   DsmilNet ref(mc), fast(mc);
   ref->init_orthogonal(5);
@@ -114,7 +117,7 @@ TEST_P(PackMatchesPerBag, RandomPacksOfMixedSizes) {
   ref->train();
   fast->train();
   FlatParameters flat(*fast);
-  PackedStep step(flat);
+  PackedStep step(flat, std::get<1>(GetParam()));
   std::mt19937 rng(17);
   torch::manual_seed(11);
   // Packs of 1, 2, 5, 9 and 32 bags of 1-13 instances (every pack but the first has a one-instance bag),
@@ -133,11 +136,16 @@ TEST_P(PackMatchesPerBag, RandomPacksOfMixedSizes) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Architectures, PackMatchesPerBag, ::testing::ValuesIn(test::kStepArchitectures));
+INSTANTIATE_TEST_SUITE_P(Architectures, PackMatchesPerBag,
+                         ::testing::Combine(::testing::ValuesIn(test::kStepArchitectures),
+                                            ::testing::Values(StepPasses::kAuto, StepPasses::kTorchOps)));
 
 TEST(PackedStep, PaddingCouldNotWinTheMaxPool) {
-  for (const Architecture& k : {Architecture{1, true, false, true}, Architecture{2, true, true, true}}) {
-    SCOPED_TRACE(describe(k));
+  for (const auto& [k, passes] : {std::pair{Architecture{1, true, false, true}, StepPasses::kAuto},
+                                  std::pair{Architecture{2, true, true, true}, StepPasses::kAuto},
+                                  std::pair{Architecture{1, true, false, true}, StepPasses::kTorchOps},
+                                  std::pair{Architecture{2, true, true, true}, StepPasses::kTorchOps}}) {
+    SCOPED_TRACE(describe(k) + (passes == StepPasses::kAuto ? ", CPU loops" : ", libtorch ops"));
     const ModelConfig mc = config_of(k, 16);
     DsmilNet ref(mc), fast(mc);
     for (DsmilNet* net : {&ref, &fast}) {
@@ -163,7 +171,7 @@ TEST(PackedStep, PaddingCouldNotWinTheMaxPool) {
       ASSERT_GT((dsmil_loss(padded, targets[1]) - dsmil_loss(alone, targets[1])).abs().item<double>(), 1e-3);
     }
     FlatParameters flat(*fast);
-    PackedStep step(flat);
+    PackedStep step(flat, passes);
     expect_pack_matches(*ref, *fast, flat, step, bags, targets);
     // The short bag's critical instances are its own rows (pack rows 9..11).
     const torch::Tensor critical = step.last_forward().critical[1];
