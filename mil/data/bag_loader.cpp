@@ -89,7 +89,7 @@ Bag read_bag(const BagInfo& info, int64_t index, const std::string& features_key
 }
 
 BagLoader::BagLoader(const BagIndex& index, LoaderOptions options, std::shared_ptr<BagCache> shared_cache)
-    : index_(index), options_(std::move(options)) {
+    : index_(index), options_(std::move(options)), uploader_(options_.device) {
   if (options_.prefetch < 1) throw Error("", "--prefetch", "must be >= 1");
   if (!options_.with_coords) {
     cache_ = std::move(shared_cache);
@@ -128,7 +128,7 @@ void BagLoader::start(std::vector<int64_t> order) {
   reader_ = std::thread(&BagLoader::read_loop, this, std::move(order));
 }
 
-Bag BagLoader::load(int64_t index) {
+Bag BagLoader::load(int64_t index, Upload& upload) {
   const BagInfo& info = index_.bags[static_cast<size_t>(index)];
   Bag bag;
   bag.index = index;
@@ -142,6 +142,7 @@ Bag BagLoader::load(int64_t index) {
   if (options_.bfloat16 && bag.features.scalar_type() == torch::kFloat) {
     bag.features = to_bfloat16(bag.features, info.path);
   }
+  upload = uploader_.start(bag.features);
   return bag;
 }
 
@@ -158,18 +159,19 @@ void BagLoader::read_loop(std::vector<int64_t> order) {
       changed_.wait(lock, [&] { return stopping_ || ready_.size() < static_cast<size_t>(options_.prefetch); });
       if (stopping_) return;
     }
-    std::pair<Bag, std::exception_ptr> item;
+    Ready item;
     try {
-      item.first = load(index);
+      item.bag = load(index, item.upload);
     } catch (...) {
-      item.second = std::current_exception();
+      item.error = std::current_exception();
     }
+    const bool failed = item.error != nullptr;
     {
       std::lock_guard<std::mutex> lock(mutex_);
       ready_.push_back(std::move(item));
     }
     changed_.notify_all();
-    if (item.second) break;  // the error surfaces at this bag; nothing after it is read
+    if (failed) break;  // the error surfaces at this bag; nothing after it is read
   }
   {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -183,13 +185,14 @@ Bag BagLoader::next() {
   if (pending_ == 0) throw Error("BagLoader::next() called with no bags left in the pass");
   changed_.wait(lock, [&] { return !ready_.empty() || reader_done_; });
   if (ready_.empty()) throw Error("the bag reader stopped early");
-  auto item = std::move(ready_.front());
+  Ready item = std::move(ready_.front());
   ready_.pop_front();
   --pending_;
   lock.unlock();
   changed_.notify_all();
-  if (item.second) std::rethrow_exception(item.second);
-  return std::move(item.first);
+  if (item.error) std::rethrow_exception(item.error);
+  item.bag.features = DeviceUploader::arrived(item.upload);
+  return std::move(item.bag);
 }
 
 bool BagLoader::has_next() const {

@@ -14,6 +14,7 @@
 
 #include "mil/data/bag_cache.hpp"
 #include "mil/data/bag_index.hpp"
+#include "mil/data/device_upload.hpp"
 
 namespace mil {
 
@@ -37,6 +38,9 @@ struct LoaderOptions {
   CacheMode cache = CacheMode::kNone;
   bool with_coords = false;  // also read `coords` (evaluation / attention export); never cached
   bool bfloat16 = false;     // serve features as bfloat16 (--precision bf16), rounded on the reader thread
+  // Serve features on this device: a GPU's are copied on the reader thread, on a side stream, as far ahead as
+  // `prefetch` (DeviceUploader); next() makes the caller's stream wait for the copy, not the host.
+  torch::Device device = torch::kCPU;
 };
 
 class BagLoader {
@@ -62,20 +66,26 @@ class BagLoader {
  private:
   void stop();
   void read_loop(std::vector<int64_t> order);
-  Bag load(int64_t index);
+  Bag load(int64_t index, Upload& upload);
 
   const BagIndex& index_;
   LoaderOptions options_;
 
   mutable std::mutex mutex_;
   std::condition_variable changed_;
-  std::deque<std::pair<Bag, std::exception_ptr>> ready_;
+  struct Ready {
+    Bag bag;
+    Upload upload;  // its features on their way to options_.device
+    std::exception_ptr error;
+  };
+  std::deque<Ready> ready_;
   size_t pending_ = 0;  // bags of the current pass not yet returned by next()
   bool stopping_ = false;
   bool reader_done_ = false;  // the reader thread has left its loop
   std::thread reader_;
 
   std::shared_ptr<BagCache> cache_;  // null without a cache (and with coords)
+  DeviceUploader uploader_;
 };
 
 }  // namespace mil

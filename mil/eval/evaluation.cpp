@@ -28,7 +28,7 @@ EvalResult score_bags(TrainedModel& model, const BagIndex& index, const std::str
 
   // This rank's share: (per-class probabilities..., loss) per bag.
   std::vector<double> rows;
-  BagLoader loader(index, {features_key, prefetch, CacheMode::kNone, false}, std::move(cache));
+  BagLoader loader(index, {features_key, prefetch, CacheMode::kNone, false, false, device}, std::move(cache));
   const std::vector<int64_t> mine = positions_of(comm.rank());
   loader.start(mine);
   for (size_t i = 0; i < mine.size(); ++i) {

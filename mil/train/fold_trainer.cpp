@@ -118,7 +118,8 @@ FoldRun::FoldRun(const FoldContext& ctx, const FoldData& data, std::optional<Run
   for (const BagInfo& b : data_.train.bags) targets.push_back(target_tensor(b, torch::kCPU));
   if (!targets.empty()) train_targets_ = torch::stack(targets).to(ctx_.device);
   loader_ = std::make_unique<BagLoader>(
-      data_.train, LoaderOptions{cfg_.features_key, cfg_.prefetch, CacheMode::kNone, false, cfg_.precision == "bf16"},
+      data_.train,
+      LoaderOptions{cfg_.features_key, cfg_.prefetch, CacheMode::kNone, false, cfg_.precision == "bf16", ctx_.device},
       ctx_.cache);
   if (resuming) {
     spdlog::info("[ckpt]{} resuming at epoch {}/{}, step {}/{}", fold_text_, p_.epoch + 1, cfg_.epochs, p_.step,
