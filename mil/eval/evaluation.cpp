@@ -26,18 +26,24 @@ EvalResult score_bags(TrainedModel& model, const BagIndex& index, const std::str
   const bool labelled = n > 0 && !index.bags[0].target.empty();
   const int64_t num_classes = model.net->config().num_classes;
 
-  // This rank's share: (per-class probabilities..., loss) per bag.
-  std::vector<double> rows;
+  // This rank's share: (per-class probabilities..., loss) per bag, kept where they were computed and read
+  // once after the last bag (a GPU waits for the host once, not per bag).
+  std::vector<torch::Tensor> scored;
   BagLoader loader(index, {features_key, prefetch, CacheMode::kNone, false, false, device}, std::move(cache));
   const std::vector<int64_t> mine = positions_of(comm.rank());
   loader.start(mine);
   for (size_t i = 0; i < mine.size(); ++i) {
     const Bag bag = loader.next();
     const DsmilOutput out = model.net->forward(model.prepare(bag.features, device));
-    const std::vector<double> probs = model.probabilities(out);
-    rows.insert(rows.end(), probs.begin(), probs.end());
     const BagInfo& info = index.bags[static_cast<size_t>(bag.index)];
-    rows.push_back(labelled ? dsmil_loss(out, target_tensor(info, device)).item<double>() : 0.0);
+    const torch::Tensor loss = labelled ? dsmil_loss(out, target_tensor(info, device)).reshape({1})
+                                        : torch::zeros({1}, out.bag_logits.options());
+    scored.push_back(torch::cat({model.probability_tensor(out).to(torch::kDouble), loss.to(torch::kDouble)}));
+  }
+  std::vector<double> rows;
+  if (!scored.empty()) {
+    const torch::Tensor read = torch::cat(scored).to(torch::kCPU).contiguous();
+    rows.assign(read.data_ptr<double>(), read.data_ptr<double>() + read.numel());
   }
   const torch::Tensor all = gather_rows(comm, rows, num_classes + 1, n, positions_of);
 

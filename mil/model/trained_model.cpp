@@ -30,10 +30,14 @@ torch::Tensor TrainedModel::prepare(const torch::Tensor& features, const torch::
   return x;
 }
 
-std::vector<double> TrainedModel::probabilities(const DsmilOutput& out) const {
+torch::Tensor TrainedModel::probability_tensor(const DsmilOutput& out) const {
   torch::Tensor p = torch::sigmoid(out.bag_logits.detach().view({-1}));
   if (average) p = 0.5 * (p + torch::sigmoid(std::get<0>(out.instance_logits.detach().max(0))));
-  p = p.to(torch::kCPU, torch::kDouble).contiguous();
+  return p;
+}
+
+std::vector<double> TrainedModel::probabilities(const DsmilOutput& out) const {
+  const torch::Tensor p = probability_tensor(out).to(torch::kCPU, torch::kDouble).contiguous();
   return std::vector<double>(p.data_ptr<double>(), p.data_ptr<double>() + p.numel());
 }
 

@@ -24,7 +24,8 @@ struct TrainedModel {
 
   // Features ready for the network: float32 on `device`, standardised when the model was trained so.
   torch::Tensor prepare(const torch::Tensor& features, const torch::Device& device) const;
-  // Per-class scores in [0, 1] from one forward pass.
+  // Per-class scores in [0, 1] from one forward pass: [C] float32 where the pass ran, or on the host.
+  torch::Tensor probability_tensor(const DsmilOutput& out) const;
   std::vector<double> probabilities(const DsmilOutput& out) const;
 };
 
