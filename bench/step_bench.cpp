@@ -12,7 +12,8 @@
 // (mil::PackedStep, --bags-per-step K = 1, 8, 32: the pack's concatenation, one forward/backward and one
 // FusedAdam step per K bags).
 // Measurements interleave (sgemm, autograd, fused per round) so load from other processes hits all alike.
-// Run: build/bench/dsmil_bench_step [--threads N] [--rounds R] [--clock cpu] [--bf16-only]
+// Run: build/bench/dsmil_bench_step [--threads N] [--rounds R] [--clock cpu] [--bf16-only]; one step for a
+// profiler: --profile D,N [--bf16-only] [--steps S]
 #include <time.h>
 
 #include <algorithm>
@@ -171,6 +172,21 @@ void large_bags(int rounds) {
   }
 }
 
+// `steps` calls of one_step (after one to warm up: workspaces, BLAS buffers), timed, as a row for --profile.
+template <class F>
+void profile_rows(const mil::ModelConfig& mc, int64_t n, int steps, const char* what, F&& one_step) {
+  one_step();
+  const double t = time_it([&] {
+    for (int i = 0; i < steps; ++i) one_step();
+  });
+  const double flops =
+      (mil::DsmilStep::forward_flops_per_instance(mc) + mil::DsmilStep::backward_flops_per_instance(mc)) *
+      static_cast<double>(n) * steps;
+  std::printf("| D = %lld, N = %lld | %d %s steps | %.3f ms each | %.1f GFLOP/s |\n",
+              static_cast<long long>(mc.feature_dim), static_cast<long long>(n), steps, what, 1e3 * t / steps,
+              flops / t / 1e9);
+}
+
 // Only the fused step at one shape, for a profiler (perf record -g build/bench/dsmil_bench_step --profile ...).
 void profile(int64_t d, int64_t n, int steps) {
   mil::ModelConfig mc;
@@ -178,15 +194,7 @@ void profile(int64_t d, int64_t n, int steps) {
   Steppers s(mc);
   const std::vector<torch::Tensor> bag = {torch::randn({n, d})};
   const torch::Tensor y = torch::ones({1});
-  s.fused_step(bag, y);  // warm-up: workspaces, BLAS buffers
-  const double t = time_it([&] {
-    for (int i = 0; i < steps; ++i) s.fused_step(bag, y);
-  });
-  const double flops =
-      (mil::DsmilStep::forward_flops_per_instance(mc) + mil::DsmilStep::backward_flops_per_instance(mc)) *
-      static_cast<double>(n) * steps;
-  std::printf("| D = %lld, N = %lld | %d fused steps | %.3f ms each | %.1f GFLOP/s |\n", static_cast<long long>(d),
-              static_cast<long long>(n), steps, 1e3 * t / steps, flops / t / 1e9);
+  profile_rows(mc, n, steps, "fused", [&] { s.fused_step(bag, y); });
 }
 
 // The fused step in fp32 and in bf16 from the same initial weights (each with its own copy and Adam).
@@ -214,6 +222,16 @@ struct PrecisionSteppers {
   std::unique_ptr<mil::DsmilStep> step32, step16;
   std::unique_ptr<mil::FusedAdam> adam32, adam16;
 };
+
+// The bf16 step alone at one shape on a bfloat16 bag (--profile D,N --bf16-only), for a profiler.
+void profile_bf16(int64_t d, int64_t n, int steps) {
+  mil::ModelConfig mc;
+  mc.feature_dim = d;
+  PrecisionSteppers s(mc);
+  const torch::Tensor x = torch::randn({n, d}).to(torch::kBFloat16);
+  const torch::Tensor y = torch::ones({1});
+  profile_rows(mc, n, steps, "bf16", [&] { PrecisionSteppers::step(*s.flat16, *s.step16, *s.adam16, x, y); });
+}
 
 void bf16_rows(int rounds) {
   const std::string lacks = [] {
@@ -324,7 +342,7 @@ int main(int argc, char** argv) {
         "clock", "wall, or cpu (process CPU time: for one thread on a loaded machine)",
         cxxopts::value<std::string>()->default_value("wall"))("bf16-only", "only the bf16 vs fp32 rows",
                                                               cxxopts::value<bool>()->default_value("false"))(
-        "profile", "only the fused step at D,N (for a profiler), e.g. 512,1000",
+        "profile", "only the fused step at D,N (for a profiler), e.g. 512,1000; with --bf16-only the bf16 step",
         cxxopts::value<std::vector<int64_t>>())("steps", "steps with --profile",
                                                 cxxopts::value<int>()->default_value("500"));
     const auto args = options.parse(argc, argv);
@@ -337,7 +355,12 @@ int main(int argc, char** argv) {
     if (args.count("profile") != 0) {
       const std::vector<int64_t> shape = args["profile"].as<std::vector<int64_t>>();
       if (shape.size() != 2) throw std::invalid_argument("--profile expects D,N");
-      profile(shape[0], shape[1], args["steps"].as<int>());
+      if (args["bf16-only"].as<bool>()) {
+        mil::require_precision_support(mil::Precision::kBFloat16, torch::kCPU);
+        profile_bf16(shape[0], shape[1], args["steps"].as<int>());
+      } else {
+        profile(shape[0], shape[1], args["steps"].as<int>());
+      }
     } else if (args["bf16-only"].as<bool>()) {
       bf16_rows(rounds);
     } else {
