@@ -157,17 +157,10 @@ torch::Tensor DsmilStep::loss_and_gradients_on_device(const torch::Tensor& bag_l
   if (t.numel() != c) {
     throw Error("", "DsmilStep", "target has " + std::to_string(t.numel()) + " values, the model " + std::to_string(c));
   }
-  const double half_mean = 0.5 / static_cast<double>(c);  // each BCE enters as 0.5 * its mean over classes
-  torch::Tensor d_bag = d_out_.narrow(0, 0, c);
-  torch::Tensor d_max = d_out_.narrow(0, c, c);
-  at::sigmoid_out(d_bag, bag_logits);
-  d_bag.sub_(t).mul_(half_mean);
-  at::sigmoid_out(d_max, max_logits);
-  d_max.sub_(t).mul_(half_mean);
-  const auto sum = at::Reduction::Sum;
-  const torch::Tensor loss = torch::binary_cross_entropy_with_logits(bag_logits, t, {}, {}, sum) +
-                             torch::binary_cross_entropy_with_logits(max_logits, t, {}, {}, sum);
-  return (loss * half_mean).to(torch::kDouble);
+  const torch::Tensor loss =
+      loss_and_gradients_torch(bag_logits.view({1, c}), max_logits.view({1, c}), t.reshape({1, c}),
+                               d_out_.narrow(0, 0, c).view({1, c}), d_out_.narrow(0, c, c).view({1, c}));
+  return loss.reshape({});
 }
 
 void DsmilStep::relu_inplace(torch::Tensor& t) const {

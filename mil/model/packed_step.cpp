@@ -185,18 +185,9 @@ torch::Tensor PackedStep::loss_and_gradients_on_device(const torch::Tensor& targ
   const int64_t bags = static_cast<int64_t>(off_.size()) - 1;
   const int64_t c = cfg_.num_classes;
   const torch::Tensor t = targets.to(fwd_.bag_logits.options()).reshape({bags, c});
-  const double half_mean = 0.5 / static_cast<double>(c);  // each BCE enters as 0.5 * its mean over classes
   const torch::Tensor d_out = workspace(d_out_, 2, bags * c, fwd_.bag_logits.options());
-  torch::Tensor d_bag = d_out.select(0, 0).view({bags, c});
-  torch::Tensor d_max = d_out.select(0, 1).view({bags, c});
-  at::sigmoid_out(d_bag, fwd_.bag_logits);
-  d_bag.sub_(t).mul_(half_mean);
-  at::sigmoid_out(d_max, fwd_.max_logits);
-  d_max.sub_(t).mul_(half_mean);
-  const auto none = at::Reduction::None;
-  const torch::Tensor bce = torch::binary_cross_entropy_with_logits(fwd_.bag_logits, t, {}, {}, none) +
-                            torch::binary_cross_entropy_with_logits(fwd_.max_logits, t, {}, {}, none);
-  return (bce.sum(1) * half_mean).to(torch::kDouble);
+  return loss_and_gradients_torch(fwd_.bag_logits, fwd_.max_logits, t, d_out.select(0, 0).view({bags, c}),
+                                  d_out.select(0, 1).view({bags, c}));
 }
 
 void PackedStep::backward(const PackedBags& pack) {

@@ -24,6 +24,23 @@ inline double sigmoid(double x) {
   return 1.0 / (1.0 + std::exp(-x));
 }
 
+// The loss with libtorch ops where the logits lie (the GPU's way: no host round trip), for B bags of C
+// classes: bag_logits, max_logits and targets [B, C]. Writes the gradients w.r.t. both logits into d_bag and
+// d_max ([B, C] views: 0.5 / C * (sigmoid(x) - t)) and returns each bag's loss, 0.5 * mean over classes of each
+// BCE, as [B] float64.
+inline torch::Tensor loss_and_gradients_torch(const torch::Tensor& bag_logits, const torch::Tensor& max_logits,
+                                              const torch::Tensor& targets, torch::Tensor d_bag, torch::Tensor d_max) {
+  const double half_mean = 0.5 / static_cast<double>(bag_logits.size(1));
+  at::sigmoid_out(d_bag, bag_logits);
+  d_bag.sub_(targets).mul_(half_mean);
+  at::sigmoid_out(d_max, max_logits);
+  d_max.sub_(targets).mul_(half_mean);
+  const auto none = at::Reduction::None;
+  const torch::Tensor loss = torch::binary_cross_entropy_with_logits(bag_logits, targets, {}, {}, none).sum(1) +
+                             torch::binary_cross_entropy_with_logits(max_logits, targets, {}, {}, none).sum(1);
+  return (loss * half_mean).to(torch::kDouble);
+}
+
 // A [rows, cols] contiguous view of `buf`, grown (never shrunk) to fit.
 inline torch::Tensor workspace(torch::Tensor& buf, int64_t rows, int64_t cols, const torch::TensorOptions& opts) {
   const int64_t n = rows * cols;

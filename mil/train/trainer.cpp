@@ -99,10 +99,8 @@ std::shared_ptr<BagCache> job_cache(const TrainConfig& cfg, const Communicator& 
 void fit_threads_to_steps(const TrainConfig& cfg, const JobData& data, const torch::Device& device) {
   if (cfg.threads != 0 || !device.is_cpu() || data.folds.empty() || data.folds[0].train.bags.empty()) return;
   const BagIndex& train = data.folds[0].train;
-  int64_t instances = 0;
-  for (const BagInfo& b : train.bags) instances += b.num_instances;
-  const double per_step =
-      static_cast<double>(instances) / static_cast<double>(train.bags.size()) * static_cast<double>(cfg.bags_per_step);
+  const double per_step = static_cast<double>(train.total_instances()) / static_cast<double>(train.bags.size()) *
+                          static_cast<double>(cfg.bags_per_step);
   const int threads = torch::get_num_threads();
   const int fitted = auto_thread_count_for_steps(threads, per_step, data.feature_dim);
   if (fitted == threads) return;
