@@ -3,6 +3,7 @@
 #include <cmath>
 #include <vector>
 
+#include "mil/model/bf16_ops.hpp"
 #include "mil/model/step_math.hpp"
 #include "mil/util/check.hpp"
 #include "mil/util/error.hpp"
@@ -24,6 +25,11 @@ void few_rows_mm(torch::Tensor out, const torch::Tensor& m, const torch::Tensor&
     torch::Tensor row = out.select(0, k);
     at::mv_out(row, rhs.t(), m.select(0, k));
   }
+}
+
+// A bfloat16 CPU matrix with unit column stride, as bf16_ops reads it.
+bf16_ops::Rows16 rows16(const torch::Tensor& m) {
+  return {reinterpret_cast<const uint16_t*>(m.data_ptr<at::BFloat16>()), m.stride(0)};
 }
 
 }  // namespace
@@ -101,9 +107,13 @@ torch::Tensor DsmilStep::accumulate_loss(const torch::Tensor& x, const torch::Te
   }
   torch::Tensor q = z1;
   if (cfg_.nonlinear_q) {
-    relu_inplace(z1);
     q = workspace(q_, n, kH, opts);
-    gemm_.mm(q, gemm_.bf16() ? MixedGemm::to_bf16(z1, z1b_) : z1, w.w_q2.t(), w.b_q2);
+    if (gemm_.bf16() && loops_) {
+      gemm_.mm(q, MixedGemm::relu_to_bf16(z1, z1b_), w.w_q2.t(), w.b_q2);  // relu and rounding in one pass
+    } else {
+      relu_inplace(z1);
+      gemm_.mm(q, gemm_.bf16() ? MixedGemm::to_bf16(z1, z1b_) : z1, w.w_q2.t(), w.b_q2);
+    }
     tanh_inplace(q);
   }
   at::index_select_out(qc_, q, 0, max_idx_);  // the critical instances' queries
@@ -117,8 +127,7 @@ torch::Tensor DsmilStep::accumulate_loss(const torch::Tensor& x, const torch::Te
     gemm_.mm(v, xv, w.w_v.t(), w.b_v);
     if (cfg_.value_relu) v.relu_();
   }
-  // Pooling over bfloat16 features in bf16; float32 values (passing v) are not worth rounding per bag.
-  gemm_.bf16() && !cfg_.passing_v ? gemm_.mm(bag_rep_, a, v) : few_rows_mm(bag_rep_, a, v);
+  pool(a, v);
   at::addmv_out(bag_logits_, w.b_bag, w.w_bag, bag_rep_.view({c * d}));
 
   torch::Tensor loss = loss_and_gradients(bag_logits_, max_val_, target);
@@ -161,6 +170,20 @@ torch::Tensor DsmilStep::loss_and_gradients_on_device(const torch::Tensor& bag_l
       loss_and_gradients_torch(bag_logits.view({1, c}), max_logits.view({1, c}), t.reshape({1, c}),
                                d_out_.narrow(0, 0, c).view({1, c}), d_out_.narrow(0, c, c).view({1, c}));
   return loss.reshape({});
+}
+
+// Over bfloat16 features (bf16 without passing v) the loops of bf16_ops on the CPU, else oneDNN's product;
+// float32 values as matrix-vector products.
+void DsmilStep::pool(const torch::Tensor& a, const torch::Tensor& v) {
+  if (v.scalar_type() != torch::kBFloat16) return few_rows_mm(bag_rep_, a, v);
+  if (!loops_ || v.stride(1) != 1) return gemm_.mm(bag_rep_, a, v);
+  bf16_ops::pool(a.data_ptr<float>(), a.size(0), rows16(v), v.size(0), v.size(1), bag_rep_.data_ptr<float>());
+}
+
+void DsmilStep::pool_grad_attention(torch::Tensor& d_a, const torch::Tensor& v) {
+  if (v.scalar_type() != torch::kBFloat16) return few_rows_mm(d_a, d_bag_rep_, v.t());
+  if (!loops_ || v.stride(1) != 1) return gemm_.mm(d_a, d_bag_rep_, v.t());
+  bf16_ops::row_dots(d_bag_rep_.data_ptr<float>(), d_a.size(0), rows16(v), v.size(0), v.size(1), d_a.data_ptr<float>());
 }
 
 void DsmilStep::relu_inplace(torch::Tensor& t) const {
@@ -225,7 +248,7 @@ void DsmilStep::backward(const torch::Tensor& x, const torch::Tensor& xv) {
   const torch::Tensor v = cfg_.passing_v ? v_.narrow(0, 0, n * d).view({n, d}) : x;
   const torch::Tensor a = a_.narrow(0, 0, c * n).view({c, n});
   torch::Tensor d_a = workspace(d_a_, c, n, opts);
-  gemm_.bf16() && !cfg_.passing_v ? gemm_.mm(d_a, d_bag_rep_, v.t()) : few_rows_mm(d_a, d_bag_rep_, v.t());
+  pool_grad_attention(d_a, v);
   if (cfg_.passing_v) {
     torch::Tensor d_v = workspace(d_v_, n, d, opts);
     at::mm_out(d_v, a.t(), d_bag_rep_);

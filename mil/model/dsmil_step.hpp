@@ -59,6 +59,9 @@ class DsmilStep {
   // The passes that run as CPU loops or as libtorch ops (loops_): in place on [N, 128] blocks; the attention
   // a = softmax_N(qc qᵀ / sqrt(128)) into a_; and its backward, d_a (overwritten) to d_q through the scores
   // against the critical queries (their rows of q get d(qc) too).
+  // The attention pooling bag_rep_ = A V and its gradient w.r.t. A, d_a = d_bag_rep_ Vᵀ.
+  void pool(const torch::Tensor& a, const torch::Tensor& v);
+  void pool_grad_attention(torch::Tensor& d_a, const torch::Tensor& v);
   void relu_inplace(torch::Tensor& t) const;
   void tanh_inplace(torch::Tensor& t) const;
   torch::Tensor attention(const torch::Tensor& q, int64_t n);

@@ -1,5 +1,6 @@
 #include "mil/model/mixed_gemm.hpp"
 
+#include "mil/model/bf16_ops.hpp"
 #include "mil/util/check.hpp"
 
 namespace mil {
@@ -13,14 +14,33 @@ torch::Tensor bf16_view(torch::Tensor& ws, at::IntArrayRef sizes, const torch::D
   return ws.narrow(0, 0, n).view(sizes);
 }
 
+// A CPU float32 matrix whose rows have unit stride: what bf16_ops::round reads.
+bool float_rows(const torch::Tensor& t) {
+  return t.device().is_cpu() && t.scalar_type() == torch::kFloat && t.dim() == 2 && t.stride(1) == 1;
+}
+
+torch::Tensor round_rows(torch::Tensor t, torch::Tensor& ws, bool relu) {
+  torch::Tensor out = bf16_view(ws, t.sizes(), t.device());
+  bf16_ops::round(t.data_ptr<float>(), t.size(0), t.size(1), t.stride(0),
+                  reinterpret_cast<uint16_t*>(out.data_ptr<at::BFloat16>()), relu);
+  return out;
+}
+
 }  // namespace
 
 torch::Tensor MixedGemm::to_bf16(const torch::Tensor& t, torch::Tensor& ws) {
   if (t.scalar_type() == torch::kBFloat16) return t;
   if (t.dim() == 2 && !t.is_contiguous() && t.t().is_contiguous()) {
+    if (float_rows(t.t())) return round_rows(t.t(), ws, false).t();
     return bf16_view(ws, t.t().sizes(), t.device()).copy_(t.t()).t();
   }
+  if (float_rows(t)) return round_rows(t, ws, false);
   return bf16_view(ws, t.sizes(), t.device()).copy_(t);
+}
+
+torch::Tensor MixedGemm::relu_to_bf16(torch::Tensor& t, torch::Tensor& ws) {
+  MIL_CHECK(float_rows(t), "a CPU float32 matrix with unit column stride");
+  return round_rows(t, ws, true);
 }
 
 torch::Tensor MixedGemm::product(const torch::Tensor& out, const torch::Tensor& a, const torch::Tensor& b) {
@@ -41,8 +61,15 @@ void MixedGemm::mm(const torch::Tensor& out, const torch::Tensor& a, const torch
     }
     return;
   }
-  // Widened, then biased: two vectorised passes (libtorch 1.13 runs a mixed-dtype add element by element).
-  o.copy_(product(out, a, b));
+  const torch::Tensor r = product(out, a, b);
+  if (o.device().is_cpu() && o.dim() == 2 && o.stride(1) == 1 && (!bias.defined() || bias.is_contiguous())) {
+    // Widened and biased in one pass.
+    bf16_ops::widen({reinterpret_cast<const uint16_t*>(r.data_ptr<at::BFloat16>()), r.stride(0)}, r.size(0), r.size(1),
+                    bias.defined() ? bias.data_ptr<float>() : nullptr, o.data_ptr<float>(), o.stride(0));
+    return;
+  }
+  // Widened, then biased: two passes (libtorch 1.13 runs a mixed-dtype add element by element).
+  o.copy_(r);
   if (bias.defined()) o.add_(bias);
 }
 

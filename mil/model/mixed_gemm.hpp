@@ -4,6 +4,7 @@
 // to bfloat16 (a bfloat16 operand is used as it is), multiplied by oneDNN with float32 accumulation; libtorch
 // 1.13 has no bfloat16 x bfloat16 -> float32 product, so the result is rounded to bfloat16 once (a relative
 // 2^-9 per element, the same order as rounding the operands) and then widened into the float32 output.
+// On the CPU the rounding of operands and the widening (with the bias) are bf16_ops' parallel passes.
 // Workspaces are kept and grown, so a step allocates nothing after its largest bag.
 #include <torch/torch.h>
 
@@ -22,6 +23,9 @@ class MixedGemm {
   // `t` as bfloat16: t itself when it is, else rounded into `ws` (grown to fit). A transposed view of a
   // contiguous tensor stays a transposed view (no transposing copy); other views become contiguous.
   static torch::Tensor to_bf16(const torch::Tensor& t, torch::Tensor& ws);
+  // relu(t) in place and its bfloat16 rounding into `ws` (grown to fit), in one pass on the CPU: t is a
+  // [rows, cols] float32 matrix with unit column stride.
+  static torch::Tensor relu_to_bf16(torch::Tensor& t, torch::Tensor& ws);
 
  private:
   torch::Tensor product(const torch::Tensor& out, const torch::Tensor& a, const torch::Tensor& b);

@@ -3,6 +3,9 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <vector>
+
+#include "mil/model/row_blocks.hpp"
 
 // One clone per instruction set, picked at load time: the loops below are written so that GCC vectorises
 // them (selects instead of branches, no calls), and AVX-512 does 16 rows' worth of a tanh at once.
@@ -53,42 +56,76 @@ float tanh(float x) {
   return tanh_one(x);
 }
 
-MIL_ROW_OPS_CLONES void tanh_inplace(Block y) {
-  for (int64_t r = 0; r < y.rows; ++r) {
+namespace {
+
+MIL_ROW_OPS_CLONES void tanh_rows(Block y, int64_t begin, int64_t end) {
+  for (int64_t r = begin; r < end; ++r) {
     float* row = y.row(r);
     for (int64_t j = 0; j < y.h; ++j) row[j] = tanh_one(row[j]);
   }
 }
 
-MIL_ROW_OPS_CLONES void relu_inplace(Block y) {
-  for (int64_t r = 0; r < y.rows; ++r) {
+MIL_ROW_OPS_CLONES void relu_rows(Block y, int64_t begin, int64_t end) {
+  for (int64_t r = begin; r < end; ++r) {
     float* row = y.row(r);
     for (int64_t j = 0; j < y.h; ++j) row[j] = row[j] < 0.0f ? 0.0f : row[j];
   }
 }
 
-MIL_ROW_OPS_CLONES void tanh_grad(Block q, Block d, float* col_sum) {
-  std::fill(col_sum, col_sum + d.h, 0.0f);
-  for (int64_t r = 0; r < d.rows; ++r) {
+// The backward passes of one block, its column sums written to sum[0, h).
+MIL_ROW_OPS_CLONES void tanh_grad_rows(Block q, Block d, int64_t begin, int64_t end, float* sum) {
+  std::fill(sum, sum + d.h, 0.0f);
+  for (int64_t r = begin; r < end; ++r) {
     const float* qr = q.row(r);
     float* dr = d.row(r);
     for (int64_t j = 0; j < d.h; ++j) {
       dr[j] *= 1.0f - qr[j] * qr[j];
-      col_sum[j] += dr[j];
+      sum[j] += dr[j];
     }
   }
 }
 
-MIL_ROW_OPS_CLONES void relu_grad(Block z, Block d, float* col_sum) {
-  std::fill(col_sum, col_sum + d.h, 0.0f);
-  for (int64_t r = 0; r < d.rows; ++r) {
+MIL_ROW_OPS_CLONES void relu_grad_rows(Block z, Block d, int64_t begin, int64_t end, float* sum) {
+  std::fill(sum, sum + d.h, 0.0f);
+  for (int64_t r = begin; r < end; ++r) {
     const float* zr = z.row(r);
     float* dr = d.row(r);
     for (int64_t j = 0; j < d.h; ++j) {
       dr[j] = zr[j] > 0.0f ? dr[j] : 0.0f;
-      col_sum[j] += dr[j];
+      sum[j] += dr[j];
     }
   }
+}
+
+// pass(begin, end, sum) on each block of d's rows, then col_sum = the blocks' sums added in block order.
+template <class Pass>
+void with_column_sums(Block d, float* col_sum, const Pass& pass) {
+  const int64_t blocks = row_blocks(d.rows);
+  if (blocks <= 1) return pass(0, d.rows, col_sum);
+  std::vector<float> sums(static_cast<size_t>(blocks * d.h));
+  for_row_blocks(d.rows, [&](int64_t begin, int64_t end, int64_t b) { pass(begin, end, sums.data() + b * d.h); });
+  std::copy(sums.begin(), sums.begin() + d.h, col_sum);
+  for (int64_t b = 1; b < blocks; ++b) {
+    for (int64_t j = 0; j < d.h; ++j) col_sum[j] += sums[b * d.h + j];
+  }
+}
+
+}  // namespace
+
+void tanh_inplace(Block y) {
+  for_row_blocks(y.rows, [&](int64_t begin, int64_t end, int64_t) { tanh_rows(y, begin, end); });
+}
+
+void relu_inplace(Block y) {
+  for_row_blocks(y.rows, [&](int64_t begin, int64_t end, int64_t) { relu_rows(y, begin, end); });
+}
+
+void tanh_grad(Block q, Block d, float* col_sum) {
+  with_column_sums(d, col_sum, [&](int64_t begin, int64_t end, float* sum) { tanh_grad_rows(q, d, begin, end, sum); });
+}
+
+void relu_grad(Block z, Block d, float* col_sum) {
+  with_column_sums(d, col_sum, [&](int64_t begin, int64_t end, float* sum) { relu_grad_rows(z, d, begin, end, sum); });
 }
 
 }  // namespace mil::row_ops

@@ -2,7 +2,8 @@
 // Elementwise passes of the hand-written steps (DsmilStep, PackedStep) over [rows, h] float32 blocks, each
 // fused with what the step needs next from the same rows (the bias gradient's column sums), so that a
 // block is walked once instead of by two or three libtorch ops. CPU float32 only; each function picks the
-// widest vector instructions the processor has at run time.
+// widest vector instructions the processor has at run time, and runs its rows in blocks on libtorch's
+// threads (mil/model/row_blocks.hpp: the column sums are the same for any thread count).
 #include <cstdint>
 
 namespace mil::row_ops {

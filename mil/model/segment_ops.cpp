@@ -3,28 +3,38 @@
 #include <algorithm>
 #include <cmath>
 
+#include "mil/model/row_blocks.hpp"
+
+// One clone per instruction set, picked at load time (as row_ops): the loops vectorise to the widest the
+// processor has.
+#define MIL_SEGMENT_CLONES __attribute__((target_clones("default", "avx2", "avx512f")))
+
 namespace mil::segment {
 namespace {
 
-// Eight independent partial sums, so the compiler vectorises the loop without reassociating a single sum.
-float dot(const float* a, const float* b, int64_t n) {
-  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+// 32 independent partial sums (two AVX-512 registers, four AVX2 ones), so the compiler vectorises the loop
+// without reassociating a single sum and the additions do not wait on each other; combined pairwise.
+inline __attribute__((always_inline)) float dot(const float* a, const float* b, int64_t n) {
+  constexpr int64_t kLanes = 32;
+  float acc[kLanes] = {};
   int64_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    for (int j = 0; j < 8; ++j) acc[j] += a[i + j] * b[i + j];
+  for (; i + kLanes <= n; i += kLanes) {
+    for (int64_t j = 0; j < kLanes; ++j) acc[j] += a[i + j] * b[i + j];
   }
-  float s = 0;
-  for (; i < n; ++i) s += a[i] * b[i];
-  return s + ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+  for (; i < n; ++i) acc[0] += a[i] * b[i];
+  for (int64_t half = kLanes / 2; half > 0; half /= 2) {
+    for (int64_t j = 0; j < half; ++j) acc[j] += acc[j + half];
+  }
+  return acc[0];
 }
 
-void axpy(float alpha, const float* x, float* y, int64_t n) {
+inline __attribute__((always_inline)) void axpy(float alpha, const float* x, float* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] += alpha * x[i];
 }
 
 }  // namespace
 
-void max_pool(Rows logits, int64_t c, const Offsets& off, float* max_val, int64_t* max_idx) {
+MIL_SEGMENT_CLONES void max_pool(Rows logits, int64_t c, const Offsets& off, float* max_val, int64_t* max_idx) {
   const int64_t bags = static_cast<int64_t>(off.size()) - 1;
   for (int64_t b = 0; b < bags; ++b) {
     for (int64_t k = 0; k < c; ++k) {
@@ -43,7 +53,8 @@ void max_pool(Rows logits, int64_t c, const Offsets& off, float* max_val, int64_
   }
 }
 
-void attention(Rows q, const float* qc, int64_t h, int64_t c, const Offsets& off, double scale, float* a) {
+MIL_SEGMENT_CLONES void attention(Rows q, const float* qc, int64_t h, int64_t c, const Offsets& off, double scale,
+                                  float* a) {
   const int64_t bags = static_cast<int64_t>(off.size()) - 1;
   const float inv_scale = static_cast<float>(1.0 / scale);
   for (int64_t b = 0; b < bags; ++b) {
@@ -66,7 +77,7 @@ void attention(Rows q, const float* qc, int64_t h, int64_t c, const Offsets& off
   }
 }
 
-void pool(const float* a, Rows v, int64_t d, int64_t c, const Offsets& off, float* bag_rep) {
+MIL_SEGMENT_CLONES void pool(const float* a, Rows v, int64_t d, int64_t c, const Offsets& off, float* bag_rep) {
   const int64_t bags = static_cast<int64_t>(off.size()) - 1;
   for (int64_t b = 0; b < bags; ++b) {
     const int64_t n = off[b + 1] - off[b];
@@ -79,7 +90,8 @@ void pool(const float* a, Rows v, int64_t d, int64_t c, const Offsets& off, floa
   }
 }
 
-void pool_grad_attention(const float* d_bag_rep, Rows v, int64_t d, int64_t c, const Offsets& off, float* d_a) {
+MIL_SEGMENT_CLONES void pool_grad_attention(const float* d_bag_rep, Rows v, int64_t d, int64_t c, const Offsets& off,
+                                            float* d_a) {
   const int64_t bags = static_cast<int64_t>(off.size()) - 1;
   for (int64_t b = 0; b < bags; ++b) {
     const int64_t n = off[b + 1] - off[b];
@@ -91,7 +103,8 @@ void pool_grad_attention(const float* d_bag_rep, Rows v, int64_t d, int64_t c, c
   }
 }
 
-void pool_grad_values(const float* a, const float* d_bag_rep, int64_t d, int64_t c, const Offsets& off, MutRows d_v) {
+MIL_SEGMENT_CLONES void pool_grad_values(const float* a, const float* d_bag_rep, int64_t d, int64_t c,
+                                         const Offsets& off, MutRows d_v) {
   const int64_t bags = static_cast<int64_t>(off.size()) - 1;
   for (int64_t b = 0; b < bags; ++b) {
     const int64_t n = off[b + 1] - off[b];
@@ -103,7 +116,7 @@ void pool_grad_values(const float* a, const float* d_bag_rep, int64_t d, int64_t
   }
 }
 
-void attention_grad_scores(const float* a, float* d_a, int64_t c, const Offsets& off, double scale) {
+MIL_SEGMENT_CLONES void attention_grad_scores(const float* a, float* d_a, int64_t c, const Offsets& off, double scale) {
   const int64_t bags = static_cast<int64_t>(off.size()) - 1;
   const float inv_scale = static_cast<float>(1.0 / scale);
   for (int64_t b = 0; b < bags; ++b) {
@@ -117,23 +130,39 @@ void attention_grad_scores(const float* a, float* d_a, int64_t c, const Offsets&
   }
 }
 
+namespace {
+
+// query_grad over rows [begin, end) of one bag: their rows of d_q, and their part of d(qc) into d_qc ([C, H],
+// written).
+MIL_SEGMENT_CLONES void query_grad_rows(const float* d_s, Rows q, const float* qc, int64_t h, int64_t c, int64_t first,
+                                        int64_t n, int64_t begin, int64_t end, MutRows d_q, float* d_qc) {
+  for (int64_t i = 0; i < c * h; ++i) d_qc[i] = 0;
+  for (int64_t j = begin; j < end; ++j) {
+    const int64_t r = first + j;
+    float* out = d_q.row(r);
+    for (int64_t i = 0; i < h; ++i) out[i] = 0;
+    for (int64_t k = 0; k < c; ++k) {
+      const float g = d_s[c * first + k * n + j];
+      axpy(g, qc + k * h, out, h);
+      axpy(g, q.row(r), d_qc + k * h, h);
+    }
+  }
+}
+
+}  // namespace
+
 void query_grad(const float* d_s, Rows q, const float* qc, const int64_t* max_idx, int64_t h, int64_t c,
                 const Offsets& off, MutRows d_q) {
   const int64_t bags = static_cast<int64_t>(off.size()) - 1;
-  std::vector<float> d_qc(static_cast<size_t>(c * h));
+  std::vector<float> d_qc;  // [blocks, C, H]: each row block's part of d(qc)
   for (int64_t b = 0; b < bags; ++b) {
     const int64_t n = off[b + 1] - off[b];
-    for (float& x : d_qc) x = 0;
-    for (int64_t j = 0; j < n; ++j) {
-      const int64_t r = off[b] + j;
-      float* out = d_q.row(r);
-      for (int64_t i = 0; i < h; ++i) out[i] = 0;
-      for (int64_t k = 0; k < c; ++k) {
-        const float g = d_s[c * off[b] + k * n + j];
-        axpy(g, qc + (b * c + k) * h, out, h);
-        axpy(g, q.row(r), d_qc.data() + k * h, h);
-      }
-    }
+    const int64_t blocks = row_blocks(n);
+    d_qc.assign(static_cast<size_t>(std::max<int64_t>(blocks, 1) * c * h), 0.0f);
+    for_row_blocks(n, [&](int64_t begin, int64_t end, int64_t blk) {
+      query_grad_rows(d_s, q, qc + b * c * h, h, c, off[b], n, begin, end, d_q, d_qc.data() + blk * c * h);
+    });
+    for (int64_t blk = 1; blk < blocks; ++blk) axpy(1.0f, d_qc.data() + blk * c * h, d_qc.data(), c * h);
     // After every row of the bag is written: the critical row's own term from the scores comes first.
     for (int64_t k = 0; k < c; ++k) axpy(1.0f, d_qc.data() + k * h, d_q.row(max_idx[b * c + k]), h);
   }

@@ -9,6 +9,8 @@
 // C * off[b] and holds C rows of n_b = off[b + 1] - off[b] values (row k: class k's softmax over the
 // bag's instances). CPU float32 only; these passes are a few C * T * max(D, 128) multiply-adds, small next
 // to the pack's GEMMs.
+// query_grad runs a bag's rows in blocks on libtorch's threads (row_blocks.hpp: the same sums for any
+// thread count); the other passes run per bag on the caller's thread (threads measured no faster there).
 #include <cstdint>
 #include <vector>
 

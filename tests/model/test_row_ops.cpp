@@ -1,5 +1,6 @@
 // The fused elementwise passes of the hand-written steps (mil/model/row_ops) against libtorch's ops and
 // std::tanh: values, NaN and infinities, strided rows, and the column sums they add.
+#include <ATen/Parallel.h>
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -86,6 +87,26 @@ TEST(RowOps, GradientsAndTheirColumnSumsMatchLibtorch) {
   const torch::Tensor expected_relu = at::threshold_backward(d, z, 0);
   EXPECT_TRUE(torch::equal(d_relu, expected_relu));
   EXPECT_TRUE(test::all_close(sum_relu, expected_relu.sum(0), 1e-5, 1e-5));
+}
+
+TEST(RowOps, ColumnSumsOverManyBlocksAreTheSameOnOneThreadAndTwo) {
+  torch::manual_seed(5);
+  const torch::Tensor q = torch::randn({1500, 128}).tanh();  // six row blocks, the last one partial
+  const torch::Tensor d = torch::randn({1500, 128});
+  std::vector<torch::Tensor> grads, sums;
+  for (int threads : {1, 2}) {
+    const int before = at::get_num_threads();
+    at::set_num_threads(threads);
+    grads.push_back(d.clone());
+    sums.push_back(torch::empty({128}));
+    row_ops::tanh_grad(block(q), block(grads.back()), sums.back().data_ptr<float>());
+    at::set_num_threads(before);
+  }
+  const torch::Tensor expected = at::tanh_backward(d, q);
+  EXPECT_TRUE(test::all_close(grads[0], expected, 1e-6, 1e-7));
+  EXPECT_TRUE(test::all_close(sums[0], expected.sum(0), 1e-5, 1e-5));
+  EXPECT_TRUE(torch::equal(grads[0], grads[1]));
+  EXPECT_TRUE(torch::equal(sums[0], sums[1]));
 }
 
 }  // namespace
