@@ -182,7 +182,7 @@ check() {  # check NAME COMMAND...
 if [ "$CAN_BUILD" = 1 ] && [ "$SKIP_BUILD" = 0 ]; then
   # The flat gradient reduced where it lies (NCCL) or through the host (MPI); device resolution.
   check unit_gpu "$BUILD_DIR/tests/dsmil_tests" \
-    --gtest_filter='SumFlatGradients.*:ResolveDevice.*:ChooseTransport.*:GpuAssignment.*'
+    --gtest_filter='SumFlatGradients.*:ResolveDevice.*:ChooseTransport.*:GpuAssignment.*:*Bf16*'
   # The communicator's closed-form tests over c10d NCCL, one rank per GPU (CPU tensors staged through it).
   RANKS=$((NGPUS >= 2 ? 2 : 1))
   check nccl_communicator mpirun -np "$RANKS" --allow-run-as-root --bind-to none \
@@ -213,6 +213,13 @@ if [ "$CAN_BUILD" = 1 ] && [ "$SKIP_BUILD" = 0 ]; then
     --output-dir "$WORK/cpu_po" --checkpoint-dir "$WORK/cpu_pc"
   check gpu_vs_cpu_packed "$BUILD_DIR/tests/dsmil_compare_runs" "$WORK/cpu_pm/model.pth" "$WORK/gpu_pm/model.pth" \
     "$WORK/cpu_po/metrics.json" "$WORK/gpu_po/metrics.json" 1e-4
+  # --precision bf16 on the GPU (cuBLAS bfloat16 products, float32 master weights; its step is held to the fp32
+  # step on the GPU by unit_gpu's Bf16Step.OnTheGpuWithinBf16Tolerance): a whole run trains with it.
+  check gpu_train_bf16 "$TRAIN" "${SAME[@]}" --precision bf16 --device cuda --cache gpu --cache-budget 1 \
+    --model-dir "$WORK/gpu_bm" --output-dir "$WORK/gpu_bo" --checkpoint-dir "$WORK/gpu_bc"
+  if [ "$DRY_RUN" = 0 ] && ! grep -q 'precision bf16' "$WORK/check_gpu_train_bf16.log"; then
+    CHECKS+=("gpu_train_bf16: FAILED (no 'precision bf16' line)")
+  fi
   for c in "${CHECKS[@]}"; do log "check $c"; done
 fi
 if [ "$BUILD_ONLY" = 1 ]; then
@@ -309,6 +316,9 @@ if [ "$CAN_BUILD" = 1 ]; then
   run dsmil_1gpu_cache "$GPU" env CUDA_VISIBLE_DEVICES="$GPU" "$TRAIN" "${COMMON[@]}" --device cuda --cache gpu \
     --cache-budget 24 --model-dir "$WORK/m_1gpu_cache" --output-dir "$WORK/o_1gpu_cache" \
     --checkpoint-dir "$WORK/c_1gpu_cache"
+  run dsmil_1gpu_bf16 "$GPU" env CUDA_VISIBLE_DEVICES="$GPU" "$TRAIN" "${COMMON[@]}" --device cuda \
+    --precision bf16 --model-dir "$WORK/m_1gpu_bf16" --output-dir "$WORK/o_1gpu_bf16" \
+    --checkpoint-dir "$WORK/c_1gpu_bf16"
 fi
 run reference_1gpu "$GPU" env CUDA_VISIBLE_DEVICES="$GPU" PYTHONUNBUFFERED=1 "$PYTHON" bench/reference_train.py \
   --train "$WORK/train" --validation "$WORK/validation" --epochs "$EPOCHS" --stop-epochs "$EPOCHS" --lr 1e-4 \
@@ -331,12 +341,12 @@ fi
 # --- 5. Figures -----------------------------------------------------------------------------------------
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a + 0 > 0 && b + 0 > 0) printf "%.2fx", a / b; else print "n/a" }'; }
 summary() {
-  local name pattern r t dsmil="" cached="" reference="" two=""
+  local name pattern r t dsmil="" cached="" bf16="" reference="" two=""
   echo "=== dsmil GPU bench: $((TRAIN_SLIDES + VAL_SLIDES)) slides, $INSTANCES instances each, D = $DIM, $EPOCHS epochs ==="
   echo "GPU: $(nvidia-smi --query-gpu=name --format=csv,noheader -i "$GPU");" \
     "torch $("$PYTHON" -W ignore -c 'import torch; print(torch.__version__)' 2> /dev/null || echo '?')"
   printf '%-16s %14s %9s\n' run "instances/s" "GPU busy"
-  for name in dsmil_1gpu dsmil_1gpu_cache reference_1gpu dsmil_2gpu; do
+  for name in dsmil_1gpu dsmil_1gpu_cache dsmil_1gpu_bf16 reference_1gpu dsmil_2gpu; do
     [ -f "$WORK/$name.log" ] || continue
     pattern=$DSMIL_EPOCH
     [ "$name" != reference_1gpu ] || pattern=$REFERENCE_EPOCH
@@ -345,13 +355,14 @@ summary() {
     case "$name" in
       dsmil_1gpu) dsmil=$r ;;
       dsmil_1gpu_cache) cached=$r ;;
+      dsmil_1gpu_bf16) bf16=$r ;;
       reference_1gpu) reference=$r ;;
       dsmil_2gpu) two=$r ;;
     esac
   done
   echo "(steady state: end of epoch 1 to end of epoch $EPOCHS; instances = train + validation)"
   echo "dsmil / reference (same GPU): $(ratio "$dsmil" "$reference") (target >= 10);" \
-    "with --cache gpu: $(ratio "$cached" "$reference")"
+    "with --cache gpu: $(ratio "$cached" "$reference"); --precision bf16: $(ratio "$bf16" "$reference")"
   if [ -n "$SCALING_STATUS" ]; then
     echo "2 GPUs / 1 GPU: $SCALING_STATUS"
   else

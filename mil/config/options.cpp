@@ -109,7 +109,8 @@ const OptionSpec kOptions[] = {
     {"Runtime", "seed", "N", "Random seed", kTrains, &T::seed, kNone},
     {"Runtime", "precision", "fp32|bf16",
      "Arithmetic of the step's large products: fp32 (the reference), or bf16 operands with float32 accumulation and "
-     "float32 master weights, loss and Adam (opt-in; CPUs with avx512_bf16 or amx_bf16; features kept in bfloat16)",
+     "float32 master weights, loss and Adam (opt-in; CPUs with avx512_bf16 or amx_bf16, GPUs of compute capability "
+     ">= 8.0; features kept in bfloat16)",
      kTrains, &T::precision, kNone},
     {"General", kConfigOption, "FILE", "JSON object of option -> value (lowest precedence)", kRuns, &T::config_file, kNone},
     // dsmil_eval

@@ -4,6 +4,7 @@
 #include <set>
 #include <sstream>
 
+#include "mil/util/device.hpp"
 #include "mil/util/error.hpp"
 
 namespace mil {
@@ -27,12 +28,25 @@ std::string bf16_cpu_problem(const std::string& cpu_flags) {
          "it, slower than fp32); use --precision fp32";
 }
 
+std::string bf16_gpu_problem(int major, int minor) {
+  if (major >= 8) return "";
+  const std::string cc = std::to_string(major) + "." + std::to_string(minor);
+  if (major <= 0) return "the GPU's compute capability could not be read; use --precision fp32";
+  return "compute capability " + cc +
+         " has no bfloat16 tensor cores (8.0 or newer: A10G, A100, L4, H100, ...); use --precision fp32";
+}
+
 void require_precision_support(Precision p, const torch::Device& device, const std::string& cpuinfo) {
   if (p == Precision::kFloat32) return;
+  if (device.is_cuda()) {
+    const auto [major, minor] = cuda_compute_capability(device.has_index() ? device.index() : 0);
+    const std::string problem = bf16_gpu_problem(major, minor);
+    if (!problem.empty()) throw Error("", "--precision", "bf16 on " + device.str() + ": " + problem);
+    return;
+  }
   if (!device.is_cpu()) {
-    throw Error(
-        "", "--precision",
-        "bf16 is implemented for CPU training only (device " + device.str() + "); use --precision fp32 on a GPU");
+    throw Error("", "--precision",
+                "bf16 is implemented for CPUs and CUDA GPUs only (device " + device.str() + "); use --precision fp32");
   }
   std::ifstream in(cpuinfo);
   if (!in) throw Error(cpuinfo, "--precision", "bf16 needs the CPU's flags, and this file cannot be read");

@@ -1,5 +1,9 @@
 #include "mil/util/device.hpp"
 
+#ifdef DSMIL_HAVE_CUDA
+#include <ATen/cuda/CUDAContextLight.h>
+#endif
+
 #include "mil/util/error.hpp"
 
 namespace mil {
@@ -33,6 +37,17 @@ int gpu_for_local_rank(int local_rank, int local_size, int gpus) {
                 "local rank " + std::to_string(local_rank) + " outside [0, " + std::to_string(local_size) + ")");
   }
   return local_rank;
+}
+
+std::pair<int, int> cuda_compute_capability(int index) {
+#ifdef DSMIL_HAVE_CUDA
+  if (torch::cuda::is_available() && index >= 0 && index < static_cast<int>(torch::cuda::device_count())) {
+    const auto* props = at::cuda::getDeviceProperties(index);
+    return {props->major, props->minor};
+  }
+#endif
+  (void)index;
+  return {0, 0};
 }
 
 }  // namespace mil

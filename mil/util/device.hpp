@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include <string>
+#include <utility>
 
 namespace mil {
 
@@ -21,5 +22,9 @@ bool device_is_cuda(const std::string& spec);
 // share a GPU, which NCCL refuses), or when there is no GPU at all. Separate from the device lookup so that
 // the rule is tested with any GPU count on a machine without GPUs.
 int gpu_for_local_rank(int local_rank, int local_size, int gpus);
+
+// The compute capability (major, minor) of CUDA device `index`; {0, 0} where it cannot be read (a build
+// without CUDA, or no such device).
+std::pair<int, int> cuda_compute_capability(int index);
 
 }  // namespace mil

@@ -1,5 +1,6 @@
 // --precision bf16's step (DsmilStep with Precision::kBFloat16) against the fp32 step it approximates, on
-// random bags of every architecture and on the authors' training steps (golden/train_steps_tcga.h5).
+// random bags of every architecture (with the CPU's loops and with the libtorch passes a GPU runs) and on the
+// authors' training steps (golden/train_steps_tcga.h5).
 //
 // Tolerance, from bfloat16's 8 significant bits: rounding a value to bfloat16 changes it by at most
 // u = 2^-8 relative. A product whose two operands are rounded and whose result is rounded once more is off
@@ -67,6 +68,7 @@ TEST_P(Bf16StepMatchesFp32, WithinBf16Tolerance) {
   net->train();
   FlatParameters flat(*net);
   DsmilStep fp32(flat), bf16(flat, Precision::kBFloat16);
+  DsmilStep bf16_gpu_way(flat, Precision::kBFloat16, StepPasses::kTorchOps);  // the GPU's passes, run here
   torch::manual_seed(11);
   const torch::Tensor y = torch::randint(0, 2, {k.arch.classes}).to(torch::kFloat);
   for (int64_t n : {1, 9, 400, 3000}) {
@@ -79,11 +81,15 @@ TEST_P(Bf16StepMatchesFp32, WithinBf16Tolerance) {
     EXPECT_TRUE(torch::equal(grads, grads_b));
     EXPECT_EQ(loss, loss_b);
     EXPECT_NEAR(loss, ref_loss, 4 * kU * std::abs(ref_loss));
+    const auto [loss_t, grads_t] = loss_and_gradient(flat, bf16_gpu_way, x.to(torch::kBFloat16), y);
+    EXPECT_NEAR(loss_t, ref_loss, 4 * kU * std::abs(ref_loss));
     double worst = 0;
     const auto ref_named = by_name(*net, flat, ref_grads);
+    const auto torch_named = by_name(*net, flat, grads_t);
     for (const auto& [key, g] : by_name(*net, flat, grads)) {
       const double e = relative_error(g, ref_named.at(key));
       EXPECT_LT(e, k.bound) << key;
+      EXPECT_LT(relative_error(torch_named.at(key), ref_named.at(key)), k.bound) << key << " (libtorch passes)";
       worst = std::max(worst, e);
     }
     if (n > 1) {
@@ -99,6 +105,35 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(Bf16Case{{2, false, false, true}, 16 * kU}, Bf16Case{{1, false, true, false}, 16 * kU},
                       Bf16Case{{3, false, true, false}, 16 * kU}, Bf16Case{{1, true, false, true}, 0.25},
                       Bf16Case{{3, true, false, true}, 0.25}, Bf16Case{{2, true, true, true}, 0.25}));
+
+TEST(Bf16Step, OnTheGpuWithinBf16Tolerance) {
+  // The step a GPU runs with --precision bf16 (cuBLAS bfloat16 products, the passes as libtorch ops) against
+  // the CPU's fp32 step from the same weights; bench/gpu_bench.sh runs it where a GPU is lent.
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "needs a GPU";
+  const ModelConfig mc = test::config_of({2, true, false, true}, 96);
+  DsmilNet cpu_net(mc);
+  cpu_net->init_orthogonal(5);
+  cpu_net->train();
+  DsmilNet gpu_net(mc);
+  gpu_net->init_orthogonal(5);
+  gpu_net->train();
+  gpu_net->to(torch::kCUDA);
+  FlatParameters cpu_flat(*cpu_net), gpu_flat(*gpu_net);
+  DsmilStep fp32(cpu_flat), bf16(gpu_flat, Precision::kBFloat16);
+  torch::manual_seed(12);
+  const torch::Tensor y = torch::tensor({1.0f, 0.0f});
+  for (int64_t n : {1, 400, 3000}) {
+    SCOPED_TRACE("N = " + std::to_string(n));
+    const torch::Tensor x = torch::randn({n, mc.feature_dim});
+    const auto [ref_loss, ref_grads] = loss_and_gradient(cpu_flat, fp32, x, y);
+    const auto [loss, grads] = loss_and_gradient(gpu_flat, bf16, x.to(torch::kBFloat16).to(torch::kCUDA), y.cuda());
+    EXPECT_NEAR(loss, ref_loss, 4 * kU * std::abs(ref_loss));
+    const auto ref_named = by_name(*cpu_net, cpu_flat, ref_grads);
+    for (const auto& [key, g] : by_name(*gpu_net, gpu_flat, grads)) {
+      EXPECT_LT(relative_error(g.cpu(), ref_named.at(key)), 0.25) << key;  // ReLUs: the bound above
+    }
+  }
+}
 
 TEST(Bf16Step, TheAuthorsTrainingStepsWithinBf16Tolerance) {
   // The golden file's three steps (D = 512 TCGA features), bf16 against the authors' losses and against the
@@ -153,9 +188,18 @@ TEST(Bf16Step, TheRefusalNamesTheOptionAndWhatTheCpuLacks) {
   EXPECT_NO_THROW(require_precision_support(Precision::kFloat32, torch::kCPU, cpuinfo));
   write(cpuinfo, "processor\t: 0\nflags\t\t: fpu avx512f avx512_bf16\n");
   EXPECT_NO_THROW(require_precision_support(Precision::kBFloat16, torch::kCPU, cpuinfo));
-  EXPECT_TRUE(test::throws_error_naming(
-      [&] { require_precision_support(Precision::kBFloat16, torch::Device(torch::kCUDA, 0), cpuinfo); },
-      {"--precision", "bf16", "CPU training only", "cuda:0"}, "--precision"));
+  // GPUs: by compute capability (Ampere's 8.0 and newer multiply bfloat16 natively); this machine's "GPU" has none.
+  EXPECT_EQ(bf16_gpu_problem(8, 0), "");
+  EXPECT_EQ(bf16_gpu_problem(8, 6), "");
+  EXPECT_EQ(bf16_gpu_problem(9, 0), "");
+  const std::string v100 = bf16_gpu_problem(7, 0);
+  EXPECT_NE(v100.find("compute capability 7.0"), std::string::npos) << v100;
+  EXPECT_NE(v100.find("--precision fp32"), std::string::npos) << v100;
+  if (!torch::cuda::is_available()) {
+    EXPECT_TRUE(test::throws_error_naming(
+        [&] { require_precision_support(Precision::kBFloat16, torch::Device(torch::kCUDA, 0), cpuinfo); },
+        {"--precision", "bf16 on cuda:0", "could not be read", "--precision fp32"}, "--precision"));
+  }
   EXPECT_TRUE(
       test::throws_error_naming([] { parse_precision("fp16"); }, {"--precision", "fp16", "fp32, bf16"}, "--precision"));
 }
