@@ -31,6 +31,15 @@ inline ::testing::AssertionResult all_close(const torch::Tensor& actual, const t
                                        << ", atol " << atol << ")";
 }
 
+// Runs f with `n` libtorch threads, then restores the count (for results that must not depend on it).
+template <class F>
+void on_threads(int n, const F& f) {
+  const int before = at::get_num_threads();
+  at::set_num_threads(n);
+  f();
+  at::set_num_threads(before);
+}
+
 // Passes when `fn` throws mil::Error whose message holds every one of `parts` (and, when given, whose
 // object() is `object`): what a user is told must name what they got wrong.
 template <typename Fn>

@@ -27,6 +27,11 @@ inline __attribute__((always_inline)) uint16_t to_bf16(float f) {
   return (bits & 0x7FFFFFFFu) > 0x7F800000u ? uint16_t{0x7FC0} : static_cast<uint16_t>(rounded);
 }
 
+// Rows per task of a row-parallel pass: ~16k values, so that a task outweighs waking a thread.
+int64_t rows_per_task(int64_t values_per_row) {
+  return std::max<int64_t>(1, 16384 / std::max<int64_t>(values_per_row, 1));
+}
+
 constexpr int64_t kLanes = 64;        // independent partial sums of a dot product (four AVX-512 registers)
 constexpr int64_t kPoolColumns = 64;  // columns of B per task of pool
 
@@ -94,14 +99,12 @@ MIL_BF16_CLONES float dot(const float* m, const uint16_t* x, int64_t d) {
 }  // namespace
 
 void widen(Rows16 src, int64_t rows, int64_t cols, const float* bias, float* out, int64_t out_stride) {
-  const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(cols, 1));
-  at::parallel_for(0, rows, grain,
+  at::parallel_for(0, rows, rows_per_task(cols),
                    [&](int64_t begin, int64_t end) { widen_rows(src, begin, end, cols, bias, out, out_stride); });
 }
 
 void round(float* src, int64_t rows, int64_t cols, int64_t src_stride, uint16_t* out, bool relu) {
-  const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(cols, 1));
-  at::parallel_for(0, rows, grain,
+  at::parallel_for(0, rows, rows_per_task(cols),
                    [&](int64_t begin, int64_t end) { round_rows(src, begin, end, cols, src_stride, out, relu); });
 }
 
@@ -115,8 +118,7 @@ void pool(const float* a, int64_t c, Rows16 x, int64_t n, int64_t d, float* out)
 }
 
 void row_dots(const float* m, int64_t c, Rows16 x, int64_t n, int64_t d, float* out) {
-  const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(d * c, 1));
-  at::parallel_for(0, n, grain, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, n, rows_per_task(d * c), [&](int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end; ++r) {
       for (int64_t k = 0; k < c; ++k) out[k * n + r] = dot(m + k * d, x.row(r), d);
     }

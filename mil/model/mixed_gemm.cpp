@@ -30,12 +30,11 @@ torch::Tensor round_rows(torch::Tensor t, torch::Tensor& ws, bool relu) {
 
 torch::Tensor MixedGemm::to_bf16(const torch::Tensor& t, torch::Tensor& ws) {
   if (t.scalar_type() == torch::kBFloat16) return t;
-  if (t.dim() == 2 && !t.is_contiguous() && t.t().is_contiguous()) {
-    if (float_rows(t.t())) return round_rows(t.t(), ws, false).t();
-    return bf16_view(ws, t.t().sizes(), t.device()).copy_(t.t()).t();
-  }
-  if (float_rows(t)) return round_rows(t, ws, false);
-  return bf16_view(ws, t.sizes(), t.device()).copy_(t);
+  const auto rounded = [&ws](const torch::Tensor& s) {
+    return float_rows(s) ? round_rows(s, ws, false) : bf16_view(ws, s.sizes(), s.device()).copy_(s);
+  };
+  if (t.dim() == 2 && !t.is_contiguous() && t.t().is_contiguous()) return rounded(t.t()).t();
+  return rounded(t);
 }
 
 torch::Tensor MixedGemm::relu_to_bf16(torch::Tensor& t, torch::Tensor& ws) {
@@ -62,7 +61,7 @@ void MixedGemm::mm(const torch::Tensor& out, const torch::Tensor& a, const torch
     return;
   }
   const torch::Tensor r = product(out, a, b);
-  if (o.device().is_cpu() && o.dim() == 2 && o.stride(1) == 1 && (!bias.defined() || bias.is_contiguous())) {
+  if (float_rows(o) && (!bias.defined() || bias.is_contiguous())) {
     // Widened and biased in one pass.
     bf16_ops::widen({reinterpret_cast<const uint16_t*>(r.data_ptr<at::BFloat16>()), r.stride(0)}, r.size(0), r.size(1),
                     bias.defined() ? bias.data_ptr<float>() : nullptr, o.data_ptr<float>(), o.stride(0));

@@ -4,7 +4,9 @@
 // it is the same for any thread count (a bag of up to kRowBlock rows is one block, summed as one loop).
 #include <ATen/Parallel.h>
 
+#include <algorithm>
 #include <cstdint>
+#include <vector>
 
 namespace mil {
 
@@ -23,6 +25,21 @@ void for_row_blocks(int64_t rows, const F& f) {
       f(begin, begin + kRowBlock < rows ? begin + kRowBlock : rows, b);
     }
   });
+}
+
+// pass(begin, end, sum) on each block, writing (not adding) that block's `width` sums to sum[0, width); then
+// out = the blocks' sums added in block order. With at most one block, pass writes to out directly (an empty
+// range included, so out is always written).
+template <class Pass>
+void sum_over_row_blocks(int64_t rows, int64_t width, float* out, const Pass& pass) {
+  const int64_t blocks = row_blocks(rows);
+  if (blocks <= 1) return pass(0, rows, out);
+  std::vector<float> sums(static_cast<size_t>(blocks * width));
+  for_row_blocks(rows, [&](int64_t begin, int64_t end, int64_t b) { pass(begin, end, sums.data() + b * width); });
+  std::copy(sums.begin(), sums.begin() + width, out);
+  for (int64_t b = 1; b < blocks; ++b) {
+    for (int64_t j = 0; j < width; ++j) out[j] += sums[static_cast<size_t>(b * width + j)];
+  }
 }
 
 }  // namespace mil

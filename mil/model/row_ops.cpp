@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
-#include <vector>
 
 #include "mil/model/row_blocks.hpp"
 
@@ -97,19 +96,6 @@ MIL_ROW_OPS_CLONES void relu_grad_rows(Block z, Block d, int64_t begin, int64_t 
   }
 }
 
-// pass(begin, end, sum) on each block of d's rows, then col_sum = the blocks' sums added in block order.
-template <class Pass>
-void with_column_sums(Block d, float* col_sum, const Pass& pass) {
-  const int64_t blocks = row_blocks(d.rows);
-  if (blocks <= 1) return pass(0, d.rows, col_sum);
-  std::vector<float> sums(static_cast<size_t>(blocks * d.h));
-  for_row_blocks(d.rows, [&](int64_t begin, int64_t end, int64_t b) { pass(begin, end, sums.data() + b * d.h); });
-  std::copy(sums.begin(), sums.begin() + d.h, col_sum);
-  for (int64_t b = 1; b < blocks; ++b) {
-    for (int64_t j = 0; j < d.h; ++j) col_sum[j] += sums[b * d.h + j];
-  }
-}
-
 }  // namespace
 
 void tanh_inplace(Block y) {
@@ -121,11 +107,13 @@ void relu_inplace(Block y) {
 }
 
 void tanh_grad(Block q, Block d, float* col_sum) {
-  with_column_sums(d, col_sum, [&](int64_t begin, int64_t end, float* sum) { tanh_grad_rows(q, d, begin, end, sum); });
+  sum_over_row_blocks(d.rows, d.h, col_sum,
+                      [&](int64_t begin, int64_t end, float* sum) { tanh_grad_rows(q, d, begin, end, sum); });
 }
 
 void relu_grad(Block z, Block d, float* col_sum) {
-  with_column_sums(d, col_sum, [&](int64_t begin, int64_t end, float* sum) { relu_grad_rows(z, d, begin, end, sum); });
+  sum_over_row_blocks(d.rows, d.h, col_sum,
+                      [&](int64_t begin, int64_t end, float* sum) { relu_grad_rows(z, d, begin, end, sum); });
 }
 
 }  // namespace mil::row_ops

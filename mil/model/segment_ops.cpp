@@ -154,15 +154,12 @@ MIL_SEGMENT_CLONES void query_grad_rows(const float* d_s, Rows q, const float* q
 void query_grad(const float* d_s, Rows q, const float* qc, const int64_t* max_idx, int64_t h, int64_t c,
                 const Offsets& off, MutRows d_q) {
   const int64_t bags = static_cast<int64_t>(off.size()) - 1;
-  std::vector<float> d_qc;  // [blocks, C, H]: each row block's part of d(qc)
+  std::vector<float> d_qc(static_cast<size_t>(c * h));  // [C, H]: d(qc) of the bag, summed over its row blocks
   for (int64_t b = 0; b < bags; ++b) {
     const int64_t n = off[b + 1] - off[b];
-    const int64_t blocks = row_blocks(n);
-    d_qc.assign(static_cast<size_t>(std::max<int64_t>(blocks, 1) * c * h), 0.0f);
-    for_row_blocks(n, [&](int64_t begin, int64_t end, int64_t blk) {
-      query_grad_rows(d_s, q, qc + b * c * h, h, c, off[b], n, begin, end, d_q, d_qc.data() + blk * c * h);
+    sum_over_row_blocks(n, c * h, d_qc.data(), [&](int64_t begin, int64_t end, float* part) {
+      query_grad_rows(d_s, q, qc + b * c * h, h, c, off[b], n, begin, end, d_q, part);
     });
-    for (int64_t blk = 1; blk < blocks; ++blk) axpy(1.0f, d_qc.data() + blk * c * h, d_qc.data(), c * h);
     // After every row of the bag is written: the critical row's own term from the scores comes first.
     for (int64_t k = 0; k < c; ++k) axpy(1.0f, d_qc.data() + k * h, d_q.row(max_idx[b * c + k]), h);
   }

@@ -1,7 +1,6 @@
 // The loops of the bf16 step (mil/model/bf16_ops) against libtorch computing the same in float64: the widened
 // product with its bias exactly, the attention pooling and its gradient to float rounding; and the same
 // bits on one thread as on two.
-#include <ATen/Parallel.h>
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -15,15 +14,6 @@ namespace {
 
 bf16_ops::Rows16 rows16(const torch::Tensor& m) {
   return {reinterpret_cast<const uint16_t*>(m.data_ptr<at::BFloat16>()), m.stride(0)};
-}
-
-// Runs f on `n` libtorch threads, then restores the count.
-template <class F>
-void on_threads(int n, const F& f) {
-  const int before = at::get_num_threads();
-  at::set_num_threads(n);
-  f();
-  at::set_num_threads(before);
 }
 
 TEST(Bf16Ops, WidenAddsTheBiasExactlyIntoStridedRows) {
@@ -93,7 +83,7 @@ TEST(Bf16Ops, OneThreadAndTwoGiveTheSameBits) {
   const torch::Tensor g = torch::randn({2, d});
   std::vector<torch::Tensor> pooled, dots;
   for (int threads : {1, 2}) {
-    on_threads(threads, [&] {
+    test::on_threads(threads, [&] {
       pooled.push_back(torch::empty({2, d}));
       dots.push_back(torch::empty({2, n}));
       bf16_ops::pool(a.data_ptr<float>(), 2, rows16(x), n, d, pooled.back().data_ptr<float>());

@@ -1,6 +1,5 @@
 // The fused elementwise passes of the hand-written steps (mil/model/row_ops) against libtorch's ops and
 // std::tanh: values, NaN and infinities, strided rows, and the column sums they add.
-#include <ATen/Parallel.h>
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -95,12 +94,11 @@ TEST(RowOps, ColumnSumsOverManyBlocksAreTheSameOnOneThreadAndTwo) {
   const torch::Tensor d = torch::randn({1500, 128});
   std::vector<torch::Tensor> grads, sums;
   for (int threads : {1, 2}) {
-    const int before = at::get_num_threads();
-    at::set_num_threads(threads);
-    grads.push_back(d.clone());
-    sums.push_back(torch::empty({128}));
-    row_ops::tanh_grad(block(q), block(grads.back()), sums.back().data_ptr<float>());
-    at::set_num_threads(before);
+    test::on_threads(threads, [&] {
+      grads.push_back(d.clone());
+      sums.push_back(torch::empty({128}));
+      row_ops::tanh_grad(block(q), block(grads.back()), sums.back().data_ptr<float>());
+    });
   }
   const torch::Tensor expected = at::tanh_backward(d, q);
   EXPECT_TRUE(test::all_close(grads[0], expected, 1e-6, 1e-7));
