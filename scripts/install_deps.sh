@@ -9,6 +9,7 @@ packages=(
   python3-dev           # scripts/sagemaker/python_env.sh: the training toolkit compiles a small C extension
   openssh-server openssh-client  # the training toolkit's mpi distribution starts sshd and reaches hosts by ssh
   libtorch-dev          # libtorch 1.13, CPU
+  libdnnl-dev           # the oneDNN libtorch 1.13 links: bf16 products with run-time shapes (cmake/onednn.cmake)
   libgloo-dev           # headers of the Gloo libtorch 1.13 links: c10d's ProcessGroupGloo (--comm gloo)
   libopenblas0-openmp   # without it libtorch uses the reference BLAS (~20x slower)
   libhdf5-dev hdf5-tools zlib1g-dev  # zlib: CRC32 of checkpoint files

@@ -1,6 +1,7 @@
 #include "mil/model/mixed_gemm.hpp"
 
 #include "mil/model/bf16_ops.hpp"
+#include "mil/model/onednn_matmul.hpp"
 #include "mil/util/check.hpp"
 
 namespace mil {
@@ -42,11 +43,8 @@ torch::Tensor MixedGemm::relu_to_bf16(torch::Tensor& t, torch::Tensor& ws) {
   return round_rows(t, ws, true);
 }
 
-torch::Tensor MixedGemm::product(const torch::Tensor& out, const torch::Tensor& a, const torch::Tensor& b) {
-  MIL_CHECK(out.scalar_type() == torch::kFloat, "a float32 output");
-  torch::Tensor r = bf16_view(out_ws_, out.sizes(), out.device());
-  at::mm_out(r, to_bf16(a, a_ws_), to_bf16(b, b_ws_));
-  return r;
+MixedGemm::MixedGemm(Precision p) : precision_(p) {
+  if (bf16() && OnednnMatmul::available()) onednn_ = std::make_unique<OnednnMatmul>();
 }
 
 void MixedGemm::mm(const torch::Tensor& out, const torch::Tensor& a, const torch::Tensor& b,
@@ -60,7 +58,15 @@ void MixedGemm::mm(const torch::Tensor& out, const torch::Tensor& a, const torch
     }
     return;
   }
-  const torch::Tensor r = product(out, a, b);
+  const torch::Tensor ab = to_bf16(a, a_ws_);
+  const torch::Tensor bb = to_bf16(b, b_ws_);
+  if (onednn_ && OnednnMatmul::accepts(o, ab, bb, bias)) {
+    onednn_->run(o, ab, bb, bias);  // float32 result, bias added: no rounding of it, no second pass
+    return;
+  }
+  MIL_CHECK(out.scalar_type() == torch::kFloat, "a float32 output");
+  torch::Tensor r = bf16_view(out_ws_, out.sizes(), out.device());
+  at::mm_out(r, ab, bb);
   if (float_rows(o) && (!bias.defined() || bias.is_contiguous())) {
     // Widened and biased in one pass.
     bf16_ops::widen({reinterpret_cast<const uint16_t*>(r.data_ptr<at::BFloat16>()), r.stride(0)}, r.size(0), r.size(1),

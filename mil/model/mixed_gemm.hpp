@@ -1,20 +1,25 @@
 #pragma once
 // The training step's matrix products in its Precision. fp32: exactly the libtorch calls the step has always
 // made (at::addmm_out, at::mm_out), so its results are unchanged bit for bit. bf16: operands rounded
-// to bfloat16 (a bfloat16 operand is used as it is), multiplied by oneDNN with float32 accumulation; libtorch
-// 1.13 has no bfloat16 x bfloat16 -> float32 product, so the result is rounded to bfloat16 once (a relative
-// 2^-9 per element, the same order as rounding the operands) and then widened into the float32 output.
+// to bfloat16 (a bfloat16 operand is used as it is), multiplied with float32 accumulation:
+//  - on the CPU, where the build has it, by OnednnMatmul straight into the float32 output, bias included;
+//  - elsewhere by at::mm (oneDNN on the CPU, cuBLAS on a GPU). libtorch has no bfloat16 x bfloat16 ->
+//    float32 product, so the result is rounded to bfloat16 once (a relative 2^-9 per element, the same order
+//    as rounding the operands) and then widened into the float32 output.
 // On the CPU the rounding of operands and the widening (with the bias) are bf16_ops' parallel passes.
 // Workspaces are kept and grown, so a step allocates nothing after its largest bag.
 #include <torch/torch.h>
 
+#include <memory>
+
+#include "mil/model/onednn_matmul.hpp"
 #include "mil/model/precision.hpp"
 
 namespace mil {
 
 class MixedGemm {
  public:
-  explicit MixedGemm(Precision p) : precision_(p) {}
+  explicit MixedGemm(Precision p);
   bool bf16() const { return precision_ == Precision::kBFloat16; }
 
   // out = bias + a b, bias broadcast over rows (undefined: out = a b). out: float32.
@@ -28,10 +33,9 @@ class MixedGemm {
   static torch::Tensor relu_to_bf16(torch::Tensor& t, torch::Tensor& ws);
 
  private:
-  torch::Tensor product(const torch::Tensor& out, const torch::Tensor& a, const torch::Tensor& b);
-
   Precision precision_;
-  torch::Tensor a_ws_, b_ws_, out_ws_;  // bf16 operands and result
+  std::unique_ptr<OnednnMatmul> onednn_;  // bf16 where the build has it
+  torch::Tensor a_ws_, b_ws_, out_ws_;    // bf16 operands and result
 };
 
 }  // namespace mil

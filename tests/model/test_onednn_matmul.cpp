@@ -1,0 +1,73 @@
+// OnednnMatmul (the bf16 step's products where libtorch links the system's oneDNN) against libtorch computing
+// the same products of the same bfloat16 values in float64: every operand layout, with and without bias,
+// bag sizes changing from call to call (one primitive serves them all), and a strided output view. Skipped
+// in builds without it (PyPI's wheel), where MixedGemm uses at::mm.
+#include <gtest/gtest.h>
+
+#include "mil/model/mixed_gemm.hpp"
+#include "mil/model/onednn_matmul.hpp"
+
+namespace mil {
+namespace {
+
+// A bfloat16 [rows, cols] matrix, laid out transposed (unit row stride) when asked.
+torch::Tensor bf16_matrix(int64_t rows, int64_t cols, bool transposed) {
+  const torch::Tensor m = torch::randn({rows, cols}).to(torch::kBFloat16);
+  return transposed ? m.t().contiguous().t() : m;
+}
+
+// The float64 product of the operands' own (bfloat16) values; float32 accumulation over K terms of products
+// whose sum of magnitudes is bounded by |a| |b| stays within K * 2^-24 of it, relative to that bound.
+void expect_product(const torch::Tensor& out, const torch::Tensor& a, const torch::Tensor& b,
+                    const torch::Tensor& bias) {
+  torch::Tensor expected = at::mm(a.to(torch::kDouble), b.to(torch::kDouble));
+  const torch::Tensor magnitude = at::mm(a.to(torch::kDouble).abs(), b.to(torch::kDouble).abs());
+  if (bias.defined()) expected += bias.to(torch::kDouble);
+  const double k = static_cast<double>(a.size(1));
+  const torch::Tensor err = (out.to(torch::kDouble) - expected).abs() - (magnitude + 1) * (k * 0x1p-24);
+  EXPECT_LE(err.max().item<double>(), 0) << "a " << a.sizes() << (a.stride(1) != 1 ? " transposed" : "") << ", b "
+                                         << b.sizes() << (b.stride(1) != 1 ? " transposed" : "")
+                                         << (bias.defined() ? ", bias" : "");
+}
+
+TEST(OnednnMatmul, EveryLayoutAndBagSizeMatchesFloat64) {
+  if (!OnednnMatmul::available()) GTEST_SKIP() << "this build multiplies bfloat16 with at::mm";
+  torch::manual_seed(11);
+  OnednnMatmul mm;
+  for (const int64_t n : {1000, 7, 1, 2500}) {  // the bag's size: rows of the forward, depth of the gradients
+    for (int layout = 0; layout < 4; ++layout) {
+      const bool a_t = (layout & 1) != 0;
+      const bool b_t = (layout & 2) != 0;
+      // Forward-like: [n, 96] x [96, 130] + bias. Gradient-like: [130, n] x [n, 96].
+      const torch::Tensor a1 = bf16_matrix(n, 96, a_t), b1 = bf16_matrix(96, 130, b_t);
+      const torch::Tensor bias = torch::randn({130});
+      torch::Tensor out1 = torch::full({n, 130}, -3.0f);
+      mm.run(out1, a1, b1, bias);
+      expect_product(out1, a1, b1, bias);
+      const torch::Tensor a2 = bf16_matrix(130, n, a_t), b2 = bf16_matrix(n, 96, b_t);
+      torch::Tensor wide = torch::full({130, 100}, -3.0f);
+      const torch::Tensor out2 = wide.narrow(1, 2, 96);  // rows 100 apart, as the step's views are
+      mm.run(out2, a2, b2, {});
+      expect_product(out2, a2, b2, {});
+      EXPECT_TRUE(torch::equal(wide.narrow(1, 0, 2), torch::full({130, 2}, -3.0f)));  // outside: untouched
+      EXPECT_TRUE(torch::equal(wide.narrow(1, 98, 2), torch::full({130, 2}, -3.0f)));
+    }
+  }
+}
+
+TEST(OnednnMatmul, MixedGemmUsesItAndKeepsFloat32Results) {
+  if (!OnednnMatmul::available()) GTEST_SKIP() << "this build multiplies bfloat16 with at::mm";
+  torch::manual_seed(12);
+  MixedGemm gemm(Precision::kBFloat16);
+  const torch::Tensor a = torch::randn({300, 64});
+  const torch::Tensor w = torch::randn({40, 64});
+  const torch::Tensor bias = torch::randn({40});
+  torch::Tensor out = torch::empty({300, 40});
+  gemm.mm(out, a, w.t(), bias);
+  // The operands rounded to bfloat16, the product and bias kept in float32: within float32 accumulation of
+  // the float64 product, which a bfloat16-rounded result (2^-9 relative) would not be.
+  expect_product(out, a.to(torch::kBFloat16), w.to(torch::kBFloat16).t(), bias);
+}
+
+}  // namespace
+}  // namespace mil
