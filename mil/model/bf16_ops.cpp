@@ -5,26 +5,18 @@
 #include <algorithm>
 #include <cstring>
 
+#include "mil/model/bf16_bits.hpp"
+
 // One clone per instruction set, picked at load time (as row_ops): plain loops that GCC vectorises.
 #define MIL_BF16_CLONES __attribute__((target_clones("default", "avx2", "avx512f")))
 
 namespace mil::bf16_ops {
 namespace {
 
-// A bfloat16 is the upper half of a float32: widening is exact.
-inline __attribute__((always_inline)) float to_float(uint16_t b) {
-  const uint32_t bits = static_cast<uint32_t>(b) << 16;
-  float f;
-  std::memcpy(&f, &bits, sizeof f);
-  return f;
-}
+using bf16_bits::to_float;
 
-// Round to nearest even on the upper 16 bits; NaN (any payload) as libtorch's quiet 0x7FC0.
 inline __attribute__((always_inline)) uint16_t to_bf16(float f) {
-  uint32_t bits;
-  std::memcpy(&bits, &f, sizeof bits);
-  const uint32_t rounded = (bits + 0x7FFFu + ((bits >> 16) & 1u)) >> 16;
-  return (bits & 0x7FFFFFFFu) > 0x7F800000u ? uint16_t{0x7FC0} : static_cast<uint16_t>(rounded);
+  return bf16_bits::round(f);
 }
 
 // Rows per task of a row-parallel pass: ~16k values, so that a task outweighs waking a thread.
@@ -106,6 +98,11 @@ void widen(Rows16 src, int64_t rows, int64_t cols, const float* bias, float* out
 void round(float* src, int64_t rows, int64_t cols, int64_t src_stride, uint16_t* out, bool relu) {
   at::parallel_for(0, rows, rows_per_task(cols),
                    [&](int64_t begin, int64_t end) { round_rows(src, begin, end, cols, src_stride, out, relu); });
+}
+
+void argmax_columns(const int64_t* idx, const float* val, int64_t c, int64_t n, uint16_t* out, int64_t out_stride) {
+  for (int64_t r = 0; r < n; ++r) std::fill(out + r * out_stride, out + r * out_stride + c, uint16_t{0});
+  for (int64_t k = 0; k < c; ++k) out[idx[k] * out_stride + k] = to_bf16(val[k]);
 }
 
 void pool(const float* a, int64_t c, Rows16 x, int64_t n, int64_t d, float* out) {

@@ -27,6 +27,11 @@ void few_rows_mm(torch::Tensor out, const torch::Tensor& m, const torch::Tensor&
   }
 }
 
+// The bits of a bfloat16 CPU tensor, as bf16_ops and row_ops write them.
+uint16_t* bits(const torch::Tensor& m) {
+  return reinterpret_cast<uint16_t*>(m.data_ptr<at::BFloat16>());
+}
+
 // A bfloat16 CPU matrix with unit column stride, as bf16_ops reads it.
 bf16_ops::Rows16 rows16(const torch::Tensor& m) {
   return {reinterpret_cast<const uint16_t*>(m.data_ptr<at::BFloat16>()), m.stride(0)};
@@ -93,10 +98,13 @@ torch::Tensor DsmilStep::accumulate_loss(const torch::Tensor& x, const torch::Te
   const DsmilTensors& w = flat_.value_views();
   // bf16: the features rounded once per bag (bfloat16 features, as the bf16 RAM cache serves them, as they are).
   const torch::Tensor xg = gemm_.bf16() ? MixedGemm::to_bf16(x, xb_) : x;
+  // bf16: the weights the products read, rounded once per step (q.2's serves the forward and the backward).
+  const torch::Tensor w_in = gemm_.bf16() ? MixedGemm::to_bf16(w.w_in, w_inb_) : w.w_in;
+  w_q2g_ = gemm_.bf16() && cfg_.nonlinear_q ? MixedGemm::to_bf16(w.w_q2, w_q2b_) : w.w_q2;
 
   // Instance logits and q's first layer in one GEMM: z = x [Wi; W1]ᵀ + [bi; b1].
   torch::Tensor z = workspace(z_, n, c + kH, opts);
-  gemm_.mm(z, xg, w.w_in.t(), w.b_in);
+  gemm_.mm(z, xg, w_in.t(), w.b_in);
   const torch::Tensor logits = z.narrow(1, 0, c);
   torch::Tensor z1 = z.narrow(1, c, kH);
   one_bag_ = {0, n};
@@ -109,10 +117,10 @@ torch::Tensor DsmilStep::accumulate_loss(const torch::Tensor& x, const torch::Te
   if (cfg_.nonlinear_q) {
     q = workspace(q_, n, kH, opts);
     if (gemm_.bf16() && loops_) {
-      gemm_.mm(q, MixedGemm::relu_to_bf16(z1, z1b_), w.w_q2.t(), w.b_q2);  // relu and rounding in one pass
+      gemm_.mm(q, MixedGemm::relu_to_bf16(z1, z1b_), w_q2g_.t(), w.b_q2);  // relu and rounding in one pass
     } else {
       relu_inplace(z1);
-      gemm_.mm(q, gemm_.bf16() ? MixedGemm::to_bf16(z1, z1b_) : z1, w.w_q2.t(), w.b_q2);
+      gemm_.mm(q, gemm_.bf16() ? MixedGemm::to_bf16(z1, z1b_) : z1, w_q2g_.t(), w.b_q2);
     }
     tanh_inplace(q);
   }
@@ -263,30 +271,44 @@ void DsmilStep::backward(const torch::Tensor& x, const torch::Tensor& xv) {
   const torch::Tensor q = cfg_.nonlinear_q ? q_.narrow(0, 0, n * kH).view({n, kH}) : z1;
   torch::Tensor d_q = cfg_.nonlinear_q ? workspace(d_q_, n, kH, opts) : d_z1;
   attention_backward(a, d_a, q, d_q);  // through the softmax, its scale and the scores against qc
+  // bf16 on the CPU with nonlinear q: tanh's and relu's backward passes also round d_q and d_z to bfloat16,
+  // the operands of the products that follow.
+  const bool fused_rounding = gemm_.bf16() && loops_ && cfg_.nonlinear_q;
+  const torch::TensorOptions opts16 = opts.dtype(torch::kBFloat16);
+  const torch::Tensor d_zb = fused_rounding ? workspace(d_zb_, n, c + kH, opts16) : torch::Tensor();
   if (cfg_.nonlinear_q) {
-    if (loops_) {
+    torch::Tensor d_qg = d_q;
+    if (fused_rounding) {
+      d_qg = workspace(d_qb_, n, kH, opts16);
+      row_ops::tanh_grad(block(q), block(d_q), g.b_q2.data_ptr<float>(), {bits(d_qg), kH});
+    } else if (loops_) {
       row_ops::tanh_grad(block(q), block(d_q), g.b_q2.data_ptr<float>());
     } else {
       at::tanh_backward_out(d_q, d_q, q);
       at::mv_out(g.b_q2, d_q.t(), ones);
     }
+    if (gemm_.bf16() && !fused_rounding) d_qg = MixedGemm::to_bf16(d_q, d_qb_);
     // z1 holds relu(x W1ᵀ + b1); bf16: as the forward rounded it.
     const torch::Tensor z1g = gemm_.bf16() ? z1b_.narrow(0, 0, n * kH).view({n, kH}) : z1;
-    const torch::Tensor d_qg = gemm_.bf16() ? MixedGemm::to_bf16(d_q, d_qb_) : d_q;
     gemm_.mm(g.w_q2, d_qg.t(), z1g);
-    gemm_.mm(d_z1, d_qg, w.w_q2);
+    gemm_.mm(d_z1, d_qg, w_q2g_);
     if (loops_) {
-      row_ops::relu_grad(block(z1), block(d_z1), g.b_in.narrow(0, c, kH).data_ptr<float>());
+      const row_ops::Rounded d_z1b = fused_rounding ? row_ops::Rounded{bits(d_zb) + c, c + kH} : row_ops::Rounded{};
+      row_ops::relu_grad(block(z1), block(d_z1), g.b_in.narrow(0, c, kH).data_ptr<float>(), d_z1b);
     } else {
       at::threshold_backward_out(d_z1, d_z1, z1, 0);
     }
   }
 
   // Max pooling of the instance logits: the gradient reaches the argmax row of each class only.
-  torch::Tensor d_logits = d_z.narrow(1, 0, c);
-  d_logits.zero_();
-  d_logits.scatter_(0, max_idx_.view({1, c}), d_max.view({1, c}));  // d_logits[argmax_k, k] = d_max[k]
-  gemm_.mm(g.w_in, d_z.t(), x);
+  if (fused_rounding) {
+    bf16_ops::argmax_columns(max_idx_.data_ptr<int64_t>(), d_max.data_ptr<float>(), c, n, bits(d_zb), c + kH);
+  } else {
+    torch::Tensor d_logits = d_z.narrow(1, 0, c);
+    d_logits.zero_();
+    d_logits.scatter_(0, max_idx_.view({1, c}), d_max.view({1, c}));  // d_logits[argmax_k, k] = d_max[k]
+  }
+  gemm_.mm(g.w_in, (fused_rounding ? d_zb : d_z).t(), x);
   if (loops_ && cfg_.nonlinear_q) {
     g.b_in.narrow(0, 0, c).copy_(d_max);  // the logits' columns of d_z hold d_max only
   } else {

@@ -78,7 +78,9 @@ class DsmilStep {
   torch::Tensor d_bag_rep_, d_a_, d_q_, d_qc_, d_z_, d_v_, ones_;
   torch::Tensor d_out_;  // [2C]: the loss's gradient w.r.t. the bag logits, then w.r.t. the max-pooled ones
   torch::Tensor qc_;
-  torch::Tensor xb_, z1b_, d_qb_;  // bf16: operands used by two products, rounded once
+  torch::Tensor xb_, z1b_, d_qb_, d_zb_;  // bf16: operands, rounded once
+  torch::Tensor w_inb_, w_q2b_;           // bf16: the weights, rounded once per step
+  torch::Tensor w_q2g_;                   // q.2's weight as this step's products read it (bf16: w_q2b_)
 };
 
 }  // namespace mil

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "mil/model/bf16_bits.hpp"
 #include "mil/model/row_blocks.hpp"
 
 // One clone per instruction set, picked at load time: the loops below are written so that GCC vectorises
@@ -57,6 +58,10 @@ float tanh(float x) {
 
 namespace {
 
+inline __attribute__((always_inline)) void round_row(const float* src, int64_t h, uint16_t* out) {
+  for (int64_t j = 0; j < h; ++j) out[j] = bf16_bits::round(src[j]);
+}
+
 MIL_ROW_OPS_CLONES void tanh_rows(Block y, int64_t begin, int64_t end) {
   for (int64_t r = begin; r < end; ++r) {
     float* row = y.row(r);
@@ -71,8 +76,9 @@ MIL_ROW_OPS_CLONES void relu_rows(Block y, int64_t begin, int64_t end) {
   }
 }
 
-// The backward passes of one block, its column sums written to sum[0, h).
-MIL_ROW_OPS_CLONES void tanh_grad_rows(Block q, Block d, int64_t begin, int64_t end, float* sum) {
+// The backward passes of one block, its column sums written to sum[0, h); the rounding, where asked, in a
+// loop of its own over the row just written (still in L1), so that both loops vectorise.
+MIL_ROW_OPS_CLONES void tanh_grad_rows(Block q, Block d, int64_t begin, int64_t end, float* sum, Rounded rounded) {
   std::fill(sum, sum + d.h, 0.0f);
   for (int64_t r = begin; r < end; ++r) {
     const float* qr = q.row(r);
@@ -81,10 +87,11 @@ MIL_ROW_OPS_CLONES void tanh_grad_rows(Block q, Block d, int64_t begin, int64_t 
       dr[j] *= 1.0f - qr[j] * qr[j];
       sum[j] += dr[j];
     }
+    if (rounded.p != nullptr) round_row(dr, d.h, rounded.p + r * rounded.stride);
   }
 }
 
-MIL_ROW_OPS_CLONES void relu_grad_rows(Block z, Block d, int64_t begin, int64_t end, float* sum) {
+MIL_ROW_OPS_CLONES void relu_grad_rows(Block z, Block d, int64_t begin, int64_t end, float* sum, Rounded rounded) {
   std::fill(sum, sum + d.h, 0.0f);
   for (int64_t r = begin; r < end; ++r) {
     const float* zr = z.row(r);
@@ -93,6 +100,7 @@ MIL_ROW_OPS_CLONES void relu_grad_rows(Block z, Block d, int64_t begin, int64_t 
       dr[j] = zr[j] > 0.0f ? dr[j] : 0.0f;
       sum[j] += dr[j];
     }
+    if (rounded.p != nullptr) round_row(dr, d.h, rounded.p + r * rounded.stride);
   }
 }
 
@@ -106,14 +114,14 @@ void relu_inplace(Block y) {
   for_row_blocks(y.rows, [&](int64_t begin, int64_t end, int64_t) { relu_rows(y, begin, end); });
 }
 
-void tanh_grad(Block q, Block d, float* col_sum) {
+void tanh_grad(Block q, Block d, float* col_sum, Rounded rounded) {
   sum_over_row_blocks(d.rows, d.h, col_sum,
-                      [&](int64_t begin, int64_t end, float* sum) { tanh_grad_rows(q, d, begin, end, sum); });
+                      [&](int64_t begin, int64_t end, float* sum) { tanh_grad_rows(q, d, begin, end, sum, rounded); });
 }
 
-void relu_grad(Block z, Block d, float* col_sum) {
+void relu_grad(Block z, Block d, float* col_sum, Rounded rounded) {
   sum_over_row_blocks(d.rows, d.h, col_sum,
-                      [&](int64_t begin, int64_t end, float* sum) { relu_grad_rows(z, d, begin, end, sum); });
+                      [&](int64_t begin, int64_t end, float* sum) { relu_grad_rows(z, d, begin, end, sum, rounded); });
 }
 
 }  // namespace mil::row_ops

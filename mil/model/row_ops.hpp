@@ -27,11 +27,19 @@ void tanh_inplace(Block y);
 // y = max(y, 0), in place; NaN stays NaN (as torch::relu_).
 void relu_inplace(Block y);
 
+// Where a backward pass below is given `rounded`, it also writes its result d rounded to bfloat16 there (the
+// bits libtorch stores, rounded as it rounds), rows `stride` apart: the bf16 step's next operand, in the
+// same pass.
+struct Rounded {
+  uint16_t* p = nullptr;
+  int64_t stride = 0;
+};
+
 // Backward of q = tanh(u): d = d * (1 - q²) in place, and col_sum[j] = Σ_r d[r, j] (the bias gradient;
 // written, not added, so that a bag's gradient is summed on its own before it joins the others').
-void tanh_grad(Block q, Block d, float* col_sum);
+void tanh_grad(Block q, Block d, float* col_sum, Rounded rounded = {});
 
 // Backward of z = relu(u) given z: d = d where z > 0, else 0, in place, and col_sum[j] = Σ_r d[r, j].
-void relu_grad(Block z, Block d, float* col_sum);
+void relu_grad(Block z, Block d, float* col_sum, Rounded rounded = {});
 
 }  // namespace mil::row_ops

@@ -88,6 +88,33 @@ TEST(RowOps, GradientsAndTheirColumnSumsMatchLibtorch) {
   EXPECT_TRUE(test::all_close(sum_relu, expected_relu.sum(0), 1e-5, 1e-5));
 }
 
+// The bf16 step's fused rounding: the pass's result as libtorch rounds it, into strided rows (as d_z1 sits
+// in d_z), over several row blocks; the float32 result and column sums as without it; nothing else written.
+TEST(RowOps, GradientsRoundedInTheSamePassAreLibtorchsBitsInStridedRows) {
+  torch::manual_seed(6);
+  const torch::Tensor q = torch::randn({700, 128}).tanh();
+  const torch::Tensor z = torch::randn({700, 128}).relu();
+  const torch::Tensor d = torch::randn({700, 128}) * torch::exp(torch::randn({700, 128}) * 4);
+  for (const bool tanh : {true, false}) {
+    torch::Tensor plain = d.clone(), fused = d.clone();
+    torch::Tensor sum_plain = torch::empty({128}), sum_fused = torch::empty({128});
+    torch::Tensor out = torch::full({700, 131}, -5.0f).to(torch::kBFloat16);  // 3 columns beside the rows
+    const row_ops::Rounded rounded{reinterpret_cast<uint16_t*>(out.data_ptr<at::BFloat16>()) + 2, 131};
+    if (tanh) {
+      row_ops::tanh_grad(block(q), block(plain), sum_plain.data_ptr<float>());
+      row_ops::tanh_grad(block(q), block(fused), sum_fused.data_ptr<float>(), rounded);
+    } else {
+      row_ops::relu_grad(block(z), block(plain), sum_plain.data_ptr<float>());
+      row_ops::relu_grad(block(z), block(fused), sum_fused.data_ptr<float>(), rounded);
+    }
+    EXPECT_TRUE(torch::equal(fused, plain));
+    EXPECT_TRUE(torch::equal(sum_fused, sum_plain));
+    EXPECT_TRUE(torch::equal(out.narrow(1, 2, 128), plain.to(torch::kBFloat16))) << (tanh ? "tanh" : "relu");
+    EXPECT_TRUE(torch::equal(out.narrow(1, 0, 2), torch::full({700, 2}, -5.0f).to(torch::kBFloat16)));
+    EXPECT_TRUE(torch::equal(out.narrow(1, 130, 1), torch::full({700, 1}, -5.0f).to(torch::kBFloat16)));
+  }
+}
+
 TEST(RowOps, ColumnSumsOverManyBlocksAreTheSameOnOneThreadAndTwo) {
   torch::manual_seed(5);
   const torch::Tensor q = torch::randn({1500, 128}).tanh();  // six row blocks, the last one partial
