@@ -271,10 +271,28 @@ void DsmilStep::backward(const torch::Tensor& x, const torch::Tensor& xv) {
   const torch::Tensor q = cfg_.nonlinear_q ? q_.narrow(0, 0, n * kH).view({n, kH}) : z1;
   torch::Tensor d_q = cfg_.nonlinear_q ? workspace(d_q_, n, kH, opts) : d_z1;
   attention_backward(a, d_a, q, d_q);  // through the softmax, its scale and the scores against qc
-  // bf16 on the CPU with nonlinear q: tanh's and relu's backward passes also round d_q and d_z to bfloat16,
-  // the operands of the products that follow.
+  const torch::Tensor d_zg = query_backward(q, d_q, z1, d_z, ones, g);
+  gemm_.mm(g.w_in, d_zg.t(), x);
+  if (loops_ && cfg_.nonlinear_q) {
+    g.b_in.narrow(0, 0, c).copy_(d_max);  // the logits' columns of d_z hold d_max only
+  } else {
+    at::mv_out(g.b_in, d_z.t(), ones);
+  }
+  flat_.add_bag_grads();
+}
+
+// From d_q (nonlinear q: through tanh, q.2 and relu) to d_z = [d logits; d z1], and the gradients of q.2 and of
+// b1. Returns d_z as the weight gradient's product reads it: in bf16 on the CPU with nonlinear q, rounded by
+// tanh's and relu's backward passes themselves (and the logits' columns written rounded), else d_z. g: this
+// bag's gradient views (FlatParameters::bag_grad_views, taken once per bag).
+torch::Tensor DsmilStep::query_backward(const torch::Tensor& q, torch::Tensor& d_q, const torch::Tensor& z1,
+                                        const torch::Tensor& d_z, const torch::Tensor& ones, DsmilTensors& g) {
+  const int64_t n = d_z.size(0);
+  const int64_t c = cfg_.num_classes;
+  const torch::Tensor d_max = d_out_.narrow(0, c, c);
+  torch::Tensor d_z1 = d_z.narrow(1, c, kH);
   const bool fused_rounding = gemm_.bf16() && loops_ && cfg_.nonlinear_q;
-  const torch::TensorOptions opts16 = opts.dtype(torch::kBFloat16);
+  const torch::TensorOptions opts16 = d_z.options().dtype(torch::kBFloat16);
   const torch::Tensor d_zb = fused_rounding ? workspace(d_zb_, n, c + kH, opts16) : torch::Tensor();
   if (cfg_.nonlinear_q) {
     torch::Tensor d_qg = d_q;
@@ -303,18 +321,12 @@ void DsmilStep::backward(const torch::Tensor& x, const torch::Tensor& xv) {
   // Max pooling of the instance logits: the gradient reaches the argmax row of each class only.
   if (fused_rounding) {
     bf16_ops::argmax_columns(max_idx_.data_ptr<int64_t>(), d_max.data_ptr<float>(), c, n, bits(d_zb), c + kH);
-  } else {
-    torch::Tensor d_logits = d_z.narrow(1, 0, c);
-    d_logits.zero_();
-    d_logits.scatter_(0, max_idx_.view({1, c}), d_max.view({1, c}));  // d_logits[argmax_k, k] = d_max[k]
+    return d_zb;
   }
-  gemm_.mm(g.w_in, (fused_rounding ? d_zb : d_z).t(), x);
-  if (loops_ && cfg_.nonlinear_q) {
-    g.b_in.narrow(0, 0, c).copy_(d_max);  // the logits' columns of d_z hold d_max only
-  } else {
-    at::mv_out(g.b_in, d_z.t(), ones);
-  }
-  flat_.add_bag_grads();
+  torch::Tensor d_logits = d_z.narrow(1, 0, c);
+  d_logits.zero_();
+  d_logits.scatter_(0, max_idx_.view({1, c}), d_max.view({1, c}));  // d_logits[argmax_k, k] = d_max[k]
+  return d_z;
 }
 
 }  // namespace mil

@@ -56,6 +56,8 @@ class DsmilStep {
   torch::Tensor loss_and_gradients_on_device(const torch::Tensor& bag_logits, const torch::Tensor& max_logits,
                                              const torch::Tensor& target);
   void backward(const torch::Tensor& x, const torch::Tensor& xv);
+  torch::Tensor query_backward(const torch::Tensor& q, torch::Tensor& d_q, const torch::Tensor& z1,
+                               const torch::Tensor& d_z, const torch::Tensor& ones, DsmilTensors& g);
   // The passes that run as CPU loops or as libtorch ops (loops_): in place on [N, 128] blocks; the attention
   // a = softmax_N(qc qᵀ / sqrt(128)) into a_; and its backward, d_a (overwritten) to d_q through the scores
   // against the critical queries (their rows of q get d(qc) too).
