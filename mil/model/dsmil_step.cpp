@@ -34,7 +34,7 @@ uint16_t* bits(const torch::Tensor& m) {
 
 // A bfloat16 CPU matrix with unit column stride, as bf16_ops reads it.
 bf16_ops::Rows16 rows16(const torch::Tensor& m) {
-  return {reinterpret_cast<const uint16_t*>(m.data_ptr<at::BFloat16>()), m.stride(0)};
+  return {bits(m), m.stride(0)};
 }
 
 }  // namespace

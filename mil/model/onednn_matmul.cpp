@@ -6,6 +6,7 @@
 #include <array>
 #include <oneapi/dnnl/dnnl.hpp>
 #include <optional>
+#include <unordered_map>
 #endif
 
 namespace mil {
