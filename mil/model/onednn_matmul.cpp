@@ -13,11 +13,12 @@ namespace mil {
 
 bool OnednnMatmul::accepts(const torch::Tensor& out, const torch::Tensor& a, const torch::Tensor& b,
                            const torch::Tensor& bias) {
-  const auto bf16_matrix = [](const torch::Tensor& t) {
-    return t.device().is_cpu() && t.scalar_type() == torch::kBFloat16 && t.dim() == 2 &&
+  const auto operand = [&a](const torch::Tensor& t) {
+    return t.device().is_cpu() && t.scalar_type() == a.scalar_type() && t.dim() == 2 &&
            (t.stride(0) == 1 || t.stride(1) == 1);
   };
-  return available() && bf16_matrix(a) && bf16_matrix(b) && out.device().is_cpu() &&
+  const bool types = a.scalar_type() == torch::kBFloat16 || a.scalar_type() == torch::kFloat;
+  return available() && types && operand(a) && operand(b) && out.device().is_cpu() &&
          out.scalar_type() == torch::kFloat && out.dim() == 2 && out.stride(1) == 1 &&
          (!bias.defined() || (bias.device().is_cpu() && bias.scalar_type() == torch::kFloat && bias.is_contiguous()));
 }
@@ -44,20 +45,25 @@ bool transposed(const torch::Tensor& t) {
   return t.stride(1) != 1;
 }
 
+memory::data_type operand_type(const torch::Tensor& t) {
+  return t.scalar_type() == torch::kBFloat16 ? memory::data_type::bf16 : memory::data_type::f32;
+}
+
 }  // namespace
 
-// One primitive per (a transposed, b transposed, bias), created on first use.
+// One primitive per (operand type, a transposed, b transposed, bias), created on first use.
 struct OnednnMatmul::Primitives {
   dnnl::engine engine{dnnl::engine::kind::cpu, 0};
   dnnl::stream stream{engine};
-  std::array<std::optional<dnnl::matmul>, 8> made;
+  std::array<std::optional<dnnl::matmul>, 16> made;
 
-  dnnl::matmul& get(bool a_t, bool b_t, bool bias) {
-    std::optional<dnnl::matmul>& p = made[(a_t ? 4 : 0) + (b_t ? 2 : 0) + (bias ? 1 : 0)];
+  dnnl::matmul& get(memory::data_type type, bool a_t, bool b_t, bool bias) {
+    const bool bf16 = type == memory::data_type::bf16;
+    std::optional<dnnl::matmul>& p = made[(bf16 ? 8 : 0) + (a_t ? 4 : 0) + (b_t ? 2 : 0) + (bias ? 1 : 0)];
     if (!p) {
       using dt = memory::data_type;
-      const memory::desc a = runtime_desc(dt::bf16, a_t);
-      const memory::desc b = runtime_desc(dt::bf16, b_t);
+      const memory::desc a = runtime_desc(type, a_t);
+      const memory::desc b = runtime_desc(type, b_t);
       const memory::desc out = runtime_desc(dt::f32, false);
       const memory::desc bias_md = bias ? memory::desc({1, kRuntime}, dt::f32, {kRuntime, 1}) : memory::desc();
 #if DNNL_VERSION_MAJOR >= 3
@@ -84,11 +90,12 @@ void OnednnMatmul::run(const torch::Tensor& out, const torch::Tensor& a, const t
             "matching sizes");
   using dt = memory::data_type;
   const dnnl::engine& e = primitives_->engine;
-  std::unordered_map<int, memory> args = {{DNNL_ARG_SRC, matrix(a, dt::bf16, e)},
-                                          {DNNL_ARG_WEIGHTS, matrix(b, dt::bf16, e)},
+  const dt type = operand_type(a);
+  std::unordered_map<int, memory> args = {{DNNL_ARG_SRC, matrix(a, type, e)},
+                                          {DNNL_ARG_WEIGHTS, matrix(b, type, e)},
                                           {DNNL_ARG_DST, matrix(out, dt::f32, e)}};
   if (bias.defined()) args.emplace(DNNL_ARG_BIAS, matrix(bias.view({1, bias.numel()}), dt::f32, e));
-  primitives_->get(transposed(a), transposed(b), bias.defined()).execute(primitives_->stream, args);
+  primitives_->get(type, transposed(a), transposed(b), bias.defined()).execute(primitives_->stream, args);
 }
 
 #else  // a libtorch with its own oneDNN inside: MixedGemm keeps at::mm

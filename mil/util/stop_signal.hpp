@@ -1,14 +1,16 @@
 #pragma once
 // SIGTERM (a spot reclaim, `docker stop`, SageMaker's StopTrainingJob) and SIGINT (Ctrl-C) ask a job to
-// stop: the handler only records the signal, and the trainer acts on it at its next safe point (after the
-// current step), writes a checkpoint and ends with Interrupted. A second signal of the same kind ends the
-// process at once, as it would without a handler.
+// stop: a thread of their own records the signal, and the trainer acts on it at its next safe point (after
+// the current step), writes a checkpoint and ends with Interrupted. A second signal of the same kind ends the
+// process at once, as it would without a handler. Every other thread blocks them, so that no signal frame is
+// ever pushed onto a compute thread (see stop_signal.cpp).
 #include <exception>
 #include <string>
 
 namespace mil {
 
-// Installs the handlers for SIGTERM and SIGINT. Idempotent.
+// Installs the handling of SIGTERM and SIGINT. Call it first in main, before any other thread exists (the
+// threads made later inherit the blocked signals). Idempotent.
 void install_stop_handlers();
 
 // The first stop signal received (SIGTERM or SIGINT), 0 when none has arrived.

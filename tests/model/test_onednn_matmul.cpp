@@ -1,7 +1,7 @@
-// OnednnMatmul (the bf16 step's products where libtorch links the system's oneDNN) against libtorch computing
-// the same products of the same bfloat16 values in float64: every operand layout, with and without bias,
-// bag sizes changing from call to call (one primitive serves them all), and a strided output view. Skipped
-// in builds without it (PyPI's wheel), where MixedGemm uses at::mm.
+// OnednnMatmul (the step's products where libtorch links the system's oneDNN) against libtorch computing the
+// same products of the same bfloat16 or float32 values in float64: every operand type and layout, with and
+// without bias, bag sizes changing from call to call (one primitive serves them all), and a strided output
+// view. Skipped in builds without it (PyPI's wheel), where MixedGemm uses at::mm.
 #include <gtest/gtest.h>
 
 #include "mil/model/mixed_gemm.hpp"
@@ -10,9 +10,9 @@
 namespace mil {
 namespace {
 
-// A bfloat16 [rows, cols] matrix, laid out transposed (unit row stride) when asked.
-torch::Tensor bf16_matrix(int64_t rows, int64_t cols, bool transposed) {
-  const torch::Tensor m = torch::randn({rows, cols}).to(torch::kBFloat16);
+// A [rows, cols] matrix of `type`, laid out transposed (unit row stride) when asked.
+torch::Tensor matrix(int64_t rows, int64_t cols, bool transposed, torch::ScalarType type) {
+  const torch::Tensor m = torch::randn({rows, cols}).to(type);
   return transposed ? m.t().contiguous().t() : m;
 }
 
@@ -30,21 +30,22 @@ void expect_product(const torch::Tensor& out, const torch::Tensor& a, const torc
                                          << (bias.defined() ? ", bias" : "");
 }
 
-TEST(OnednnMatmul, EveryLayoutAndBagSizeMatchesFloat64) {
-  if (!OnednnMatmul::available()) GTEST_SKIP() << "this build multiplies bfloat16 with at::mm";
+TEST(OnednnMatmul, EveryTypeLayoutAndBagSizeMatchesFloat64) {
+  if (!OnednnMatmul::available()) GTEST_SKIP() << "this build multiplies with at::mm";
   torch::manual_seed(11);
   OnednnMatmul mm;
   for (const int64_t n : {1000, 7, 1, 2500}) {  // the bag's size: rows of the forward, depth of the gradients
-    for (int layout = 0; layout < 4; ++layout) {
+    for (int layout = 0; layout < 8; ++layout) {
+      const torch::ScalarType type = (layout & 4) != 0 ? torch::kFloat : torch::kBFloat16;
       const bool a_t = (layout & 1) != 0;
       const bool b_t = (layout & 2) != 0;
       // Forward-like: [n, 96] x [96, 130] + bias. Gradient-like: [130, n] x [n, 96].
-      const torch::Tensor a1 = bf16_matrix(n, 96, a_t), b1 = bf16_matrix(96, 130, b_t);
+      const torch::Tensor a1 = matrix(n, 96, a_t, type), b1 = matrix(96, 130, b_t, type);
       const torch::Tensor bias = torch::randn({130});
       torch::Tensor out1 = torch::full({n, 130}, -3.0f);
       mm.run(out1, a1, b1, bias);
       expect_product(out1, a1, b1, bias);
-      const torch::Tensor a2 = bf16_matrix(130, n, a_t), b2 = bf16_matrix(n, 96, b_t);
+      const torch::Tensor a2 = matrix(130, n, a_t, type), b2 = matrix(n, 96, b_t, type);
       torch::Tensor wide = torch::full({130, 100}, -3.0f);
       const torch::Tensor out2 = wide.narrow(1, 2, 96);  // rows 100 apart, as the step's views are
       mm.run(out2, a2, b2, {});
@@ -56,7 +57,7 @@ TEST(OnednnMatmul, EveryLayoutAndBagSizeMatchesFloat64) {
 }
 
 TEST(OnednnMatmul, MixedGemmUsesItAndKeepsFloat32Results) {
-  if (!OnednnMatmul::available()) GTEST_SKIP() << "this build multiplies bfloat16 with at::mm";
+  if (!OnednnMatmul::available()) GTEST_SKIP() << "this build multiplies with at::mm";
   torch::manual_seed(12);
   MixedGemm gemm(Precision::kBFloat16);
   const torch::Tensor a = torch::randn({300, 64});
