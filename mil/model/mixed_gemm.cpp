@@ -44,13 +44,17 @@ torch::Tensor MixedGemm::relu_to_bf16(torch::Tensor& t, torch::Tensor& ws) {
 }
 
 MixedGemm::MixedGemm(Precision p) : precision_(p) {
-  if (bf16() && OnednnMatmul::available()) onednn_ = std::make_unique<OnednnMatmul>();
+  if (OnednnMatmul::available()) onednn_ = std::make_unique<OnednnMatmul>();
 }
 
 void MixedGemm::mm(const torch::Tensor& out, const torch::Tensor& a, const torch::Tensor& b,
                    const torch::Tensor& bias) {
   torch::Tensor o = out;  // a handle: the _out functions take a non-const reference
   if (!bf16()) {
+    if (onednn_ && OnednnMatmul::accepts(o, a, b, bias)) {
+      onednn_->run(o, a, b, bias);
+      return;
+    }  // a GPU, or the wheel's libtorch:
     if (bias.defined()) {
       at::addmm_out(o, bias, a, b);
     } else {

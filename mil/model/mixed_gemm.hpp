@@ -1,11 +1,12 @@
 #pragma once
-// The training step's matrix products in its Precision. fp32: exactly the libtorch calls the step has always
-// made (at::addmm_out, at::mm_out), so its results are unchanged bit for bit. bf16: operands rounded
-// to bfloat16 (a bfloat16 operand is used as it is), multiplied with float32 accumulation:
-//  - on the CPU, where the build has it, by OnednnMatmul straight into the float32 output, bias included;
-//  - elsewhere by at::mm (oneDNN on the CPU, cuBLAS on a GPU). libtorch has no bfloat16 x bfloat16 ->
-//    float32 product, so the result is rounded to bfloat16 once (a relative 2^-9 per element, the same order
-//    as rounding the operands) and then widened into the float32 output.
+// The training step's matrix products in its Precision, into a float32 output, bias added.
+//  - fp32: on the CPU, where the build has it, OnednnMatmul (oneDNN's JIT sgemm, faster than OpenBLAS on the
+//    step's shapes); elsewhere the libtorch calls at::addmm_out and at::mm_out.
+//  - bf16: operands rounded to bfloat16 (a bfloat16 operand is used as it is), multiplied with float32
+//    accumulation: on the CPU, where the build has it, by OnednnMatmul straight into the float32 output;
+//    elsewhere by at::mm (oneDNN on the CPU, cuBLAS on a GPU). libtorch has no bfloat16 x bfloat16 -> float32
+//    product, so the result is rounded to bfloat16 once (a relative 2^-9 per element, the same order as
+//    rounding the operands) and then widened into the float32 output.
 // On the CPU the rounding of operands and the widening (with the bias) are bf16_ops' parallel passes.
 // Workspaces are kept and grown, so a step allocates nothing after its largest bag.
 #include <torch/torch.h>
@@ -34,7 +35,7 @@ class MixedGemm {
 
  private:
   Precision precision_;
-  std::unique_ptr<OnednnMatmul> onednn_;  // bf16 where the build has it
+  std::unique_ptr<OnednnMatmul> onednn_;  // where the build has it
   torch::Tensor a_ws_, b_ws_, out_ws_;    // bf16 operands and result
 };
 

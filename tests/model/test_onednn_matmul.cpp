@@ -70,5 +70,26 @@ TEST(OnednnMatmul, MixedGemmUsesItAndKeepsFloat32Results) {
   expect_product(out, a.to(torch::kBFloat16), w.to(torch::kBFloat16).t(), bias);
 }
 
+// fp32's products are oneDNN's too (bit for bit what OnednnMatmul returns, which OpenBLAS's summation order
+// would not be), bias included, within float32 accumulation of the float64 product.
+TEST(OnednnMatmul, MixedGemmMultipliesFloat32WithIt) {
+  if (!OnednnMatmul::available()) GTEST_SKIP() << "this build multiplies with at::mm";
+  torch::manual_seed(13);
+  MixedGemm gemm(Precision::kFloat32);
+  OnednnMatmul direct;
+  const torch::Tensor a = torch::randn({700, 512});
+  const torch::Tensor w = torch::randn({130, 512});
+  const torch::Tensor bias = torch::randn({130});
+  torch::Tensor out = torch::empty({700, 130});
+  torch::Tensor expected = torch::empty({700, 130});
+  gemm.mm(out, a, w.t(), bias);
+  direct.run(expected, a, w.t(), bias);
+  EXPECT_TRUE(torch::equal(out, expected));
+  expect_product(out, a, w.t(), bias);
+  torch::Tensor grad = torch::empty({130, 512});
+  gemm.mm(grad, out.t(), a);  // the weight gradient's layout: a transposed view
+  expect_product(grad, out.t(), a, {});
+}
+
 }  // namespace
 }  // namespace mil
