@@ -27,6 +27,13 @@ torch::Tensor round_rows(torch::Tensor t, torch::Tensor& ws, bool relu) {
   return out;
 }
 
+// Whether a float32 product is large enough for oneDNN: below 2^24 multiply-adds its per-call cost (memory
+// objects, argument map) outweighs its faster kernels, and OpenBLAS is as fast or faster (the fp32 step,
+// bench/README.md: tiny bags 12% slower on oneDNN, the crossover near N = 256 at D = 512).
+bool large(const torch::Tensor& a, const torch::Tensor& b) {
+  return a.size(0) * a.size(1) * b.size(1) >= (int64_t{1} << 24);
+}
+
 }  // namespace
 
 torch::Tensor MixedGemm::to_bf16(const torch::Tensor& t, torch::Tensor& ws) {
@@ -51,7 +58,7 @@ void MixedGemm::mm(const torch::Tensor& out, const torch::Tensor& a, const torch
                    const torch::Tensor& bias) {
   torch::Tensor o = out;  // a handle: the _out functions take a non-const reference
   if (!bf16()) {
-    if (onednn_ && OnednnMatmul::accepts(o, a, b, bias)) {
+    if (onednn_ && large(a, b) && OnednnMatmul::accepts(o, a, b, bias)) {
       onednn_->run(o, a, b, bias);
       return;
     }  // a GPU, or the wheel's libtorch:

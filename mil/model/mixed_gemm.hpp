@@ -1,7 +1,8 @@
 #pragma once
 // The training step's matrix products in its Precision, into a float32 output, bias added.
-//  - fp32: on the CPU, where the build has it, OnednnMatmul (oneDNN's JIT sgemm, faster than OpenBLAS on the
-//    step's shapes); elsewhere the libtorch calls at::addmm_out and at::mm_out.
+//  - fp32: on the CPU, where the build has it, OnednnMatmul for products of 2^24 multiply-adds or more
+//    (oneDNN's JIT sgemm, faster than OpenBLAS on WSI-sized bags); smaller ones and other builds or devices
+//    through the libtorch calls at::addmm_out and at::mm_out.
 //  - bf16: operands rounded to bfloat16 (a bfloat16 operand is used as it is), multiplied with float32
 //    accumulation: on the CPU, where the build has it, by OnednnMatmul straight into the float32 output;
 //    elsewhere by at::mm (oneDNN on the CPU, cuBLAS on a GPU). libtorch has no bfloat16 x bfloat16 -> float32

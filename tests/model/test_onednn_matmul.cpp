@@ -70,8 +70,9 @@ TEST(OnednnMatmul, MixedGemmUsesItAndKeepsFloat32Results) {
   expect_product(out, a.to(torch::kBFloat16), w.to(torch::kBFloat16).t(), bias);
 }
 
-// fp32's products are oneDNN's too (bit for bit what OnednnMatmul returns, which OpenBLAS's summation order
-// would not be), bias included, within float32 accumulation of the float64 product.
+// fp32's products of WSI-sized bags are oneDNN's too (bit for bit what OnednnMatmul returns, which OpenBLAS's
+// summation order would not be), bias included, within float32 accumulation of the float64 product; a tiny
+// bag's are libtorch's.
 TEST(OnednnMatmul, MixedGemmMultipliesFloat32WithIt) {
   if (!OnednnMatmul::available()) GTEST_SKIP() << "this build multiplies with at::mm";
   torch::manual_seed(13);
@@ -89,6 +90,11 @@ TEST(OnednnMatmul, MixedGemmMultipliesFloat32WithIt) {
   torch::Tensor grad = torch::empty({130, 512});
   gemm.mm(grad, out.t(), a);  // the weight gradient's layout: a transposed view
   expect_product(grad, out.t(), a, {});
+  // A tiny bag's product stays with libtorch's BLAS, where oneDNN's per-call cost would dominate.
+  const torch::Tensor small = a.narrow(0, 0, 13);
+  torch::Tensor out_small = torch::empty({13, 130});
+  gemm.mm(out_small, small, w.t(), bias);
+  EXPECT_TRUE(torch::equal(out_small, at::addmm(bias, small, w.t())));
 }
 
 }  // namespace
