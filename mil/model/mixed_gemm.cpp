@@ -61,7 +61,7 @@ void MixedGemm::mm(const torch::Tensor& out, const torch::Tensor& a, const torch
     if (onednn_ && large(a, b) && OnednnMatmul::accepts(o, a, b, bias)) {
       onednn_->run(o, a, b, bias);
       return;
-    }  // a GPU, or the wheel's libtorch:
+    }  // small products, a GPU, or the wheel's libtorch:
     if (bias.defined()) {
       at::addmm_out(o, bias, a, b);
     } else {
