@@ -155,7 +155,7 @@ void large_bags(int rounds) {
                            for (int k = 0; k < 3; ++k) at::mm_out(out, bag[0], w.t());
                          }) /
                          3;
-        const double o1 = onednn ? time_it([&] {
+        const double dn = onednn ? time_it([&] {
                                      for (int k = 0; k < 3; ++k) onednn->run(out, bag[0], w.t(), {});
                                    }) / 3
                                  : g;
@@ -164,14 +164,17 @@ void large_bags(int rounds) {
         const double o = time_it([&] { s.fused_step(bag, y, true); });
         if (r == 0) continue;  // warm-up: workspaces, BLAS buffers
         t_gemm.push_back(g);
-        t_dnnl.push_back(o1);
+        t_dnnl.push_back(dn);
         t_ref.push_back(a);
         t_fast.push_back(f);
         t_ops.push_back(o);
       }
       const double flops = (fwd + bwd) * static_cast<double>(n);
-      const double blas = 2.0 * n * d * mil::ModelConfig::kQueryDim / median(t_gemm) / 1e9;
-      const double dnnl = 2.0 * n * d * mil::ModelConfig::kQueryDim / median(t_dnnl) / 1e9;
+      const auto sgemm_gflops = [&](const std::vector<double>& t) {
+        return 2.0 * n * d * mil::ModelConfig::kQueryDim / median(t) / 1e9;
+      };
+      const double blas = sgemm_gflops(t_gemm);
+      const double dnnl = sgemm_gflops(t_dnnl);
       const double gemm = std::max(blas, dnnl);  // the roofline: the faster of the two
       const double ref = flops / median(t_ref) / 1e9;
       const double fast = flops / median(t_fast) / 1e9;
