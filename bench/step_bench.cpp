@@ -11,7 +11,8 @@
 // D = 200): steps and bags per second of one bag per step (autograd, fused) and of packed steps
 // (mil::PackedStep, --bags-per-step K = 1, 8, 32: the pack's concatenation, one forward/backward and one
 // FusedAdam step per K bags).
-// Measurements interleave (sgemm, autograd, fused per round) so load from other processes hits all alike.
+// Measurements interleave (sgemm, autograd, fused per round) so load from other processes hits all alike; within a
+// round each figure times calls in a row after an untimed one (per_call).
 // Run: build/bench/dsmil_bench_step [--threads N] [--rounds R] [--clock cpu] [--bf16-only]; one step for a
 // profiler: --profile D,N [--bf16-only] [--steps S]
 #include <time.h>
@@ -128,6 +129,24 @@ double time_it(F&& f) {
   return seconds_since(t0);
 }
 
+// Seconds per call of f, timed over `reps` calls in a row after one untimed call. A training run repeats one
+// kind of call, so a figure should not pay for the switch from the previous figure's kind: OpenBLAS's threads
+// spinning down while OpenMP's (oneDNN's, the step's loops) wake, or the reverse. Several calls in a row, so
+// that one preempted call does not decide a round.
+template <class F>
+double per_call(int reps, F&& f) {
+  f();
+  return time_it([&] {
+           for (int k = 0; k < reps; ++k) f();
+         }) /
+         reps;
+}
+
+// Calls in a row for a figure over an N-instance bag: ~30k instances.
+int reps_for(int64_t n) {
+  return static_cast<int>(std::max<int64_t>(1, 30000 / n));
+}
+
 void large_bags(int rounds) {
   std::printf(
       "| D | N | FLOP/instance fwd + bwd | sgemm [N,D]x[D,128] GFLOP/s: BLAS | oneDNN | autograd step ms | GFLOP/s |"
@@ -150,18 +169,13 @@ void large_bags(int rounds) {
       const torch::Tensor w = torch::randn({mil::ModelConfig::kQueryDim, d});
       torch::Tensor out = torch::empty({n, mil::ModelConfig::kQueryDim});
       std::vector<double> t_gemm, t_dnnl, t_ref, t_fast, t_ops;
+      const int reps = reps_for(n);
       for (int r = 0; r <= rounds; ++r) {
-        const double g = time_it([&] {
-                           for (int k = 0; k < 3; ++k) at::mm_out(out, bag[0], w.t());
-                         }) /
-                         3;
-        const double dn = onednn ? time_it([&] {
-                                     for (int k = 0; k < 3; ++k) onednn->run(out, bag[0], w.t(), {});
-                                   }) / 3
-                                 : g;
-        const double a = time_it([&] { s.autograd_step(bag, y); });
-        const double f = time_it([&] { s.fused_step(bag, y); });
-        const double o = time_it([&] { s.fused_step(bag, y, true); });
+        const double g = per_call(3 * reps, [&] { at::mm_out(out, bag[0], w.t()); });
+        const double dn = onednn ? per_call(3 * reps, [&] { onednn->run(out, bag[0], w.t(), {}); }) : g;
+        const double a = per_call(reps, [&] { s.autograd_step(bag, y); });
+        const double f = per_call(reps, [&] { s.fused_step(bag, y); });
+        const double o = per_call(reps, [&] { s.fused_step(bag, y, true); });
         if (r == 0) continue;  // warm-up: workspaces, BLAS buffers
         t_gemm.push_back(g);
         t_dnnl.push_back(dn);
@@ -280,23 +294,15 @@ void bf16_rows(int rounds) {
       const torch::Tensor w = torch::randn({mil::ModelConfig::kQueryDim, d}).to(torch::kBFloat16);
       torch::Tensor out = torch::empty({n, mil::ModelConfig::kQueryDim}, torch::kBFloat16);
       std::vector<double> t_mm, t32, t16, t16f;
-      // Each figure times `reps` steps in a row (~30k instances), so that one preempted step does not decide it,
-      // after one untimed step: a training run keeps one precision, so the switch from the other precision's
-      // products (OpenBLAS's threads spinning down, oneDNN's waking) is not a cost it pays each step.
-      const int reps = static_cast<int>(std::max<int64_t>(1, 30000 / n));
+      // A training run keeps one precision: per_call's untimed step keeps the switch from the other precision's
+      // products out of the figures.
+      const int reps = reps_for(n);
       const auto steps = [&](mil::FlatParameters& flat, mil::DsmilStep& step, mil::FusedAdam& adam,
                              const torch::Tensor& bag) {
-        PrecisionSteppers::step(flat, step, adam, bag, y);
-        return time_it([&] {
-                 for (int k = 0; k < reps; ++k) PrecisionSteppers::step(flat, step, adam, bag, y);
-               }) /
-               reps;
+        return per_call(reps, [&] { PrecisionSteppers::step(flat, step, adam, bag, y); });
       };
       for (int r = 0; r <= rounds; ++r) {
-        const double g = time_it([&] {
-                           for (int k = 0; k < 3 * reps; ++k) at::mm_out(out, xb, w.t());
-                         }) /
-                         (3 * reps);
+        const double g = per_call(3 * reps, [&] { at::mm_out(out, xb, w.t()); });
         const double a = steps(*s.flat32, *s.step32, *s.adam32, x);
         const double b = steps(*s.flat16, *s.step16, *s.adam16, xb);
         const double c = steps(*s.flat16, *s.step16, *s.adam16, x);
