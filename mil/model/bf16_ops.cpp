@@ -99,11 +99,6 @@ void round(float* src, int64_t rows, int64_t cols, int64_t src_stride, uint16_t*
                    [&](int64_t begin, int64_t end) { round_rows(src, begin, end, cols, src_stride, out, relu); });
 }
 
-void argmax_columns(const int64_t* idx, const float* val, int64_t c, int64_t n, uint16_t* out, int64_t out_stride) {
-  for (int64_t r = 0; r < n; ++r) std::fill(out + r * out_stride, out + r * out_stride + c, uint16_t{0});
-  for (int64_t k = 0; k < c; ++k) out[idx[k] * out_stride + k] = to_bf16(val[k]);
-}
-
 void pool(const float* a, int64_t c, Rows16 x, int64_t n, int64_t d, float* out) {
   const int64_t blocks = (d + kPoolColumns - 1) / kPoolColumns;
   at::parallel_for(0, blocks, 1, [&](int64_t begin, int64_t end) {

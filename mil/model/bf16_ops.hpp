@@ -29,10 +29,6 @@ void widen(Rows16 src, int64_t rows, int64_t cols, const float* bias, float* out
 // rounding.
 void round(float* src, int64_t rows, int64_t cols, int64_t src_stride, uint16_t* out, bool relu = false);
 
-// The instance logits' columns of the bf16 step's d_z: out[r, k] for k < c (rows `out_stride` apart) is
-// zero, but at row idx[k], where it is val[k] rounded (the max pooling's gradient reaches one row a class).
-void argmax_columns(const int64_t* idx, const float* val, int64_t c, int64_t n, uint16_t* out, int64_t out_stride);
-
 // out[k, :] = Σ_r a[k, r] x[r, :] for k < c: a [c, n] float32, x [n, d], out [c, d] float32.
 void pool(const float* a, int64_t c, Rows16 x, int64_t n, int64_t d, float* out);
 

@@ -13,10 +13,11 @@ namespace {
 
 using namespace step_math;  // shared with the other hand-written step
 
-// out = m · rhs for an m of a few rows (one per class) and a bag-sized rhs ([N, D] or its transpose), float32:
-// row by row as matrix-vector products. A GEMM with so few rows packs the whole bag first: 4-12x slower at
-// D = 1024, N >= 1000 (measured with libtorch 1.13 and OpenBLAS), which was a tenth of the step.
-void few_rows_mm(torch::Tensor out, const torch::Tensor& m, const torch::Tensor& rhs) {
+// out = m · rhs for an m of a few rows (one per class) and a bag-sized rhs ([N, D] or its transpose), float32,
+// through libtorch's BLAS: row by row as matrix-vector products. A GEMM with so few rows packs the whole bag
+// first: 4-12x slower at D = 1024, N >= 1000 (measured with libtorch 1.13 and OpenBLAS), which was a tenth of
+// the step. (oneDNN's product runs such shapes at memory speed as they are.)
+void few_rows_mv(torch::Tensor out, const torch::Tensor& m, const torch::Tensor& rhs) {
   if (m.size(0) > 4) {
     at::mm_out(out, m, rhs);
     return;
@@ -94,6 +95,7 @@ torch::Tensor DsmilStep::accumulate_loss(const torch::Tensor& x, const torch::Te
   }
   MIL_CHECK(gemm_.bf16() || x.scalar_type() == torch::kFloat, "float32 features for an fp32 step");
   torch::NoGradGuard no_grad;
+  gemm_.plan_bag(n * d * (c + kH));  // the largest product: x [Wi; W1]ᵀ
   const torch::TensorOptions opts = x.options().dtype(torch::kFloat);
   const DsmilTensors& w = flat_.value_views();
   // bf16: the features rounded once per bag (bfloat16 features, as the bf16 RAM cache serves them, as they are).
@@ -102,14 +104,15 @@ torch::Tensor DsmilStep::accumulate_loss(const torch::Tensor& x, const torch::Te
   const torch::Tensor w_in = gemm_.bf16() ? MixedGemm::to_bf16(w.w_in, w_inb_) : w.w_in;
   w_q2g_ = gemm_.bf16() && cfg_.nonlinear_q ? MixedGemm::to_bf16(w.w_q2, w_q2b_) : w.w_q2;
 
-  // Instance logits and q's first layer in one GEMM: z = x [Wi; W1]ᵀ + [bi; b1].
-  torch::Tensor z = workspace(z_, n, c + kH, opts);
-  gemm_.mm(z, xg, w_in.t(), w.b_in);
-  const torch::Tensor logits = z.narrow(1, 0, c);
-  torch::Tensor z1 = z.narrow(1, c, kH);
+  // Instance logits and q's first layer: x times the rows of [Wi; W1], as two products. One of C + 128 columns
+  // ran 10-14% longer than one of 128 plus one of C on oneDNN (bench/README.md, tenth session).
+  const torch::Tensor logits = workspace(logits_, n, c, opts);
+  gemm_.mm(logits, xg, w_in.narrow(0, 0, c).t(), w.b_in.narrow(0, 0, c));
+  torch::Tensor z1 = workspace(z_, n, kH, opts);
+  gemm_.mm(z1, xg, w_in.narrow(0, c, kH).t(), w.b_in.narrow(0, c, kH));
   one_bag_ = {0, n};
   if (loops_) {
-    segment::max_pool(rows(z), c, one_bag_, max_val_.data_ptr<float>(), max_idx_.data_ptr<int64_t>());
+    segment::max_pool(rows(logits), c, one_bag_, max_val_.data_ptr<float>(), max_idx_.data_ptr<int64_t>());
   } else {
     at::max_out(max_val_, max_idx_, logits, 0);  // the critical instances and the loss's max pooling
   }
@@ -182,6 +185,10 @@ torch::Tensor DsmilStep::loss_and_gradients_on_device(const torch::Tensor& bag_l
 
 // Over bfloat16 features (bf16 without passing v) the loops of bf16_ops on the CPU, else oneDNN's product;
 // float32 values as matrix-vector products.
+void DsmilStep::few_rows_mm(const torch::Tensor& out, const torch::Tensor& m, const torch::Tensor& rhs) {
+  gemm_.onednn_planned() ? gemm_.mm_fp32(out, m, rhs) : few_rows_mv(out, m, rhs);
+}
+
 void DsmilStep::pool(const torch::Tensor& a, const torch::Tensor& v) {
   if (v.scalar_type() != torch::kBFloat16) return few_rows_mm(bag_rep_, a, v);
   if (!loops_ || v.stride(1) != 1) return gemm_.mm(bag_rep_, a, v);
@@ -259,74 +266,73 @@ void DsmilStep::backward(const torch::Tensor& x, const torch::Tensor& xv) {
   pool_grad_attention(d_a, v);
   if (cfg_.passing_v) {
     torch::Tensor d_v = workspace(d_v_, n, d, opts);
-    at::mm_out(d_v, a.t(), d_bag_rep_);
+    gemm_.mm_fp32(d_v, a.t(), d_bag_rep_);
     if (cfg_.value_relu) at::threshold_backward_out(d_v, d_v, v, 0);
     gemm_.mm(g.w_v, d_v.t(), xv);
-    at::mv_out(g.b_v, d_v.t(), ones);
+    few_rows_mm(g.b_v.view({1, d}), ones.view({1, n}), d_v);
   }
 
-  const torch::Tensor d_z = workspace(d_z_, n, c + kH, opts);
-  torch::Tensor d_z1 = d_z.narrow(1, c, kH);
-  const torch::Tensor z1 = z_.narrow(0, 0, n * (c + kH)).view({n, c + kH}).narrow(1, c, kH);
+  torch::Tensor d_z1 = workspace(d_z1_, n, kH, opts);
+  const torch::Tensor z1 = z_.narrow(0, 0, n * kH).view({n, kH});
   const torch::Tensor q = cfg_.nonlinear_q ? q_.narrow(0, 0, n * kH).view({n, kH}) : z1;
   torch::Tensor d_q = cfg_.nonlinear_q ? workspace(d_q_, n, kH, opts) : d_z1;
   attention_backward(a, d_a, q, d_q);  // through the softmax, its scale and the scores against qc
-  const torch::Tensor d_zg = query_backward(q, d_q, z1, d_z, ones, g);
-  gemm_.mm(g.w_in, d_zg.t(), x);
-  if (loops_ && cfg_.nonlinear_q) {
-    g.b_in.narrow(0, 0, c).copy_(d_max);  // the logits' columns of d_z hold d_max only
-  } else {
-    at::mv_out(g.b_in, d_z.t(), ones);
+  const torch::Tensor d_z1g = query_backward(q, d_q, z1, d_z1, g);
+  gemm_.mm(g.w_in.narrow(0, c, kH), d_z1g.t(), x);
+  if (!loops_ || !cfg_.nonlinear_q) {  // else relu_grad summed them
+    torch::Tensor d_b1 = g.b_in.narrow(0, c, kH);
+    at::mv_out(d_b1, d_z1.t(), ones);
   }
+  instance_classifier_backward(x, d_max, g);
   flat_.add_bag_grads();
 }
 
-// From d_q (nonlinear q: through tanh, q.2 and relu) to d_z = [d logits; d z1], and the gradients of q.2 and of
-// b1. Returns d_z as the weight gradient's product reads it: in bf16 on the CPU with nonlinear q, rounded by
-// tanh's and relu's backward passes themselves (and the logits' columns written rounded), else d_z. g: this
-// bag's gradient views (FlatParameters::bag_grad_views, taken once per bag).
-torch::Tensor DsmilStep::query_backward(const torch::Tensor& q, torch::Tensor& d_q, const torch::Tensor& z1,
-                                        const torch::Tensor& d_z, const torch::Tensor& ones, DsmilTensors& g) {
-  const int64_t n = d_z.size(0);
+// The loss reaches the instance classifier through the max pooling only, so its gradient is that of C rows:
+// row k of the weight's is d_max[k] times the features of class k's critical instance (bf16: as rounded), the
+// bias's is d_max. (The product over the whole bag that this replaces summed N - 1 zero terms per column.)
+void DsmilStep::instance_classifier_backward(const torch::Tensor& x, const torch::Tensor& d_max, DsmilTensors& g) {
   const int64_t c = cfg_.num_classes;
-  const torch::Tensor d_max = d_out_.narrow(0, c, c);
-  torch::Tensor d_z1 = d_z.narrow(1, c, kH);
-  const bool fused_rounding = gemm_.bf16() && loops_ && cfg_.nonlinear_q;
-  const torch::TensorOptions opts16 = d_z.options().dtype(torch::kBFloat16);
-  const torch::Tensor d_zb = fused_rounding ? workspace(d_zb_, n, c + kH, opts16) : torch::Tensor();
-  if (cfg_.nonlinear_q) {
-    torch::Tensor d_qg = d_q;
-    if (fused_rounding) {
-      d_qg = workspace(d_qb_, n, kH, opts16);
-      row_ops::tanh_grad(block(q), block(d_q), g.b_q2.data_ptr<float>(), {bits(d_qg), kH});
-    } else if (loops_) {
-      row_ops::tanh_grad(block(q), block(d_q), g.b_q2.data_ptr<float>());
-    } else {
-      at::tanh_backward_out(d_q, d_q, q);
-      at::mv_out(g.b_q2, d_q.t(), ones);
-    }
-    if (gemm_.bf16() && !fused_rounding) d_qg = MixedGemm::to_bf16(d_q, d_qb_);
-    // z1 holds relu(x W1ᵀ + b1); bf16: as the forward rounded it.
-    const torch::Tensor z1g = gemm_.bf16() ? z1b_.narrow(0, 0, n * kH).view({n, kH}) : z1;
-    gemm_.mm(g.w_q2, d_qg.t(), z1g);
-    gemm_.mm(d_z1, d_qg, w_q2g_);
-    if (loops_) {
-      const row_ops::Rounded d_z1b = fused_rounding ? row_ops::Rounded{bits(d_zb) + c, c + kH} : row_ops::Rounded{};
-      row_ops::relu_grad(block(z1), block(d_z1), g.b_in.narrow(0, c, kH).data_ptr<float>(), d_z1b);
-    } else {
-      at::threshold_backward_out(d_z1, d_z1, z1, 0);
-    }
-  }
+  torch::Tensor critical = workspace(x_critical_, c, cfg_.feature_dim, x.options());
+  at::index_select_out(critical, x, 0, max_idx_);
+  torch::Tensor d_wi = g.w_in.narrow(0, 0, c);
+  at::mul_out(d_wi, critical, d_max.view({c, 1}));
+  g.b_in.narrow(0, 0, c).copy_(d_max);
+}
 
-  // Max pooling of the instance logits: the gradient reaches the argmax row of each class only.
+// From d_q (nonlinear q: through tanh, q.2 and relu) to d_z1, and the gradients of q.2 and of b1. Returns d_z1
+// as the weight gradient's product reads it: in bf16 on the CPU with nonlinear q, rounded by relu's backward
+// pass itself, else d_z1. g: this bag's gradient views (FlatParameters::bag_grad_views, taken once per bag).
+torch::Tensor DsmilStep::query_backward(const torch::Tensor& q, torch::Tensor& d_q, const torch::Tensor& z1,
+                                        torch::Tensor& d_z1, DsmilTensors& g) {
+  if (!cfg_.nonlinear_q) return d_z1;  // q = z1: d_q was d_z1
+  const int64_t n = d_z1.size(0);
+  const int64_t c = cfg_.num_classes;
+  const bool fused_rounding = gemm_.bf16() && loops_;
+  const torch::TensorOptions opts16 = d_z1.options().dtype(torch::kBFloat16);
+  torch::Tensor d_qg = d_q;
   if (fused_rounding) {
-    bf16_ops::argmax_columns(max_idx_.data_ptr<int64_t>(), d_max.data_ptr<float>(), c, n, bits(d_zb), c + kH);
-    return d_zb;
+    d_qg = workspace(d_qb_, n, kH, opts16);
+    row_ops::tanh_grad(block(q), block(d_q), g.b_q2.data_ptr<float>(), {bits(d_qg), kH});
+  } else if (loops_) {
+    row_ops::tanh_grad(block(q), block(d_q), g.b_q2.data_ptr<float>());
+  } else {
+    at::tanh_backward_out(d_q, d_q, q);
+    const torch::Tensor ones = ones_.narrow(0, 0, n);
+    at::mv_out(g.b_q2, d_q.t(), ones);
   }
-  torch::Tensor d_logits = d_z.narrow(1, 0, c);
-  d_logits.zero_();
-  d_logits.scatter_(0, max_idx_.view({1, c}), d_max.view({1, c}));  // d_logits[argmax_k, k] = d_max[k]
-  return d_z;
+  if (gemm_.bf16() && !fused_rounding) d_qg = MixedGemm::to_bf16(d_q, d_qb_);
+  // z1 holds relu(x W1ᵀ + b1); bf16: as the forward rounded it.
+  const torch::Tensor z1g = gemm_.bf16() ? z1b_.narrow(0, 0, n * kH).view({n, kH}) : z1;
+  gemm_.mm(g.w_q2, d_qg.t(), z1g);
+  gemm_.mm(d_z1, d_qg, w_q2g_);
+  if (!loops_) {
+    at::threshold_backward_out(d_z1, d_z1, z1, 0);
+    return d_z1;
+  }
+  const torch::Tensor d_z1b = fused_rounding ? workspace(d_z1b_, n, kH, opts16) : torch::Tensor();
+  const row_ops::Rounded rounded = fused_rounding ? row_ops::Rounded{bits(d_z1b), kH} : row_ops::Rounded{};
+  row_ops::relu_grad(block(z1), block(d_z1), g.b_in.narrow(0, c, kH).data_ptr<float>(), rounded);
+  return fused_rounding ? d_z1b : d_z1;
 }
 
 }  // namespace mil

@@ -3,12 +3,10 @@
 // GEMMs and fused elementwise passes over preallocated workspaces, adding the bag's gradients into a
 // FlatParameters gradient buffer. It computes what DsmilNet + dsmil_loss + autograd compute, up to float
 // rounding (tests/model/test_dsmil_step.cpp holds it to the autograd model), without autograd's graph:
-//  - the instance classifier and q's first layer share one GEMM over the bag (the flat layout puts their
-//    weights side by side);
 //  - the critical instances' queries are rows of the queries already computed, not a second pass of q
 //    over those instances (their gradient is added to those rows, which is what autograd does via q);
 //  - the loss reuses the forward's max over instances, and its gradient reaches the instance classifier
-//    through the argmax rows only (the gradient of max), inside the same weight-gradient GEMM;
+//    through the argmax rows only (the gradient of max): C rows of features scaled, no product over the bag;
 //  - the bag classifier's Conv1d over the whole of D is a matrix-vector product, and so are the attention
 //    rows' products with the bag (B = A V, dA = dB Vᵀ: one row per class), which a GEMM would pack first.
 // Node dropout (passing v with --dropout-node) calls the same torch::dropout as the module, so it draws
@@ -56,14 +54,18 @@ class DsmilStep {
   torch::Tensor loss_and_gradients_on_device(const torch::Tensor& bag_logits, const torch::Tensor& max_logits,
                                              const torch::Tensor& target);
   void backward(const torch::Tensor& x, const torch::Tensor& xv);
-  torch::Tensor query_backward(const torch::Tensor& q, torch::Tensor& d_q, const torch::Tensor& z1,
-                               const torch::Tensor& d_z, const torch::Tensor& ones, DsmilTensors& g);
+  torch::Tensor query_backward(const torch::Tensor& q, torch::Tensor& d_q, const torch::Tensor& z1, torch::Tensor& d_z1,
+                               DsmilTensors& g);
+  void instance_classifier_backward(const torch::Tensor& x, const torch::Tensor& d_max, DsmilTensors& g);
   // The passes that run as CPU loops or as libtorch ops (loops_): in place on [N, 128] blocks; the attention
   // a = softmax_N(qc qᵀ / sqrt(128)) into a_; and its backward, d_a (overwritten) to d_q through the scores
   // against the critical queries (their rows of q get d(qc) too).
   // The attention pooling bag_rep_ = A V and its gradient w.r.t. A, d_a = d_bag_rep_ Vᵀ.
   void pool(const torch::Tensor& a, const torch::Tensor& v);
   void pool_grad_attention(torch::Tensor& d_a, const torch::Tensor& v);
+  // out = m · rhs, float32, for an m of a few rows and a bag-sized rhs: the planned library's product, or
+  // BLAS's matrix-vector products.
+  void few_rows_mm(const torch::Tensor& out, const torch::Tensor& m, const torch::Tensor& rhs);
   void relu_inplace(torch::Tensor& t) const;
   void tanh_inplace(torch::Tensor& t) const;
   torch::Tensor attention(const torch::Tensor& q, int64_t n);
@@ -76,13 +78,14 @@ class DsmilStep {
   double scale_;              // sqrt(128)
   segment::Offsets one_bag_;  // {0, N}: the current bag as segment_ops' one segment
   // Workspaces, reused across bags.
-  torch::Tensor z_, q_, s_, a_, v_, bag_rep_, bag_logits_, max_val_, max_idx_;
-  torch::Tensor d_bag_rep_, d_a_, d_q_, d_qc_, d_z_, d_v_, ones_;
-  torch::Tensor d_out_;  // [2C]: the loss's gradient w.r.t. the bag logits, then w.r.t. the max-pooled ones
+  torch::Tensor logits_, z_, q_, s_, a_, v_, bag_rep_, bag_logits_, max_val_, max_idx_;
+  torch::Tensor d_bag_rep_, d_a_, d_q_, d_qc_, d_z1_, d_v_, ones_;
+  torch::Tensor x_critical_;  // [C, D]: each class's critical instance, as the products read x
+  torch::Tensor d_out_;       // [2C]: the loss's gradient w.r.t. the bag logits, then w.r.t. the max-pooled ones
   torch::Tensor qc_;
-  torch::Tensor xb_, z1b_, d_qb_, d_zb_;  // bf16: operands, rounded once
-  torch::Tensor w_inb_, w_q2b_;           // bf16: the weights, rounded once per step
-  torch::Tensor w_q2g_;                   // q.2's weight as this step's products read it (bf16: w_q2b_)
+  torch::Tensor xb_, z1b_, d_qb_, d_z1b_;  // bf16: operands, rounded once
+  torch::Tensor w_inb_, w_q2b_;            // bf16: the weights, rounded once per step
+  torch::Tensor w_q2g_;                    // q.2's weight as this step's products read it (bf16: w_q2b_)
 };
 
 }  // namespace mil

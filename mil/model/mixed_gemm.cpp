@@ -27,12 +27,11 @@ torch::Tensor round_rows(torch::Tensor t, torch::Tensor& ws, bool relu) {
   return out;
 }
 
-// Whether a float32 product is large enough for oneDNN: below 2^24 multiply-adds its per-call cost (memory
-// objects, argument map) outweighs its faster kernels, and OpenBLAS is as fast or faster (the fp32 step,
-// bench/README.md: tiny bags 12% slower on oneDNN, the crossover near N = 256 at D = 512).
-bool large(const torch::Tensor& a, const torch::Tensor& b) {
-  return a.size(0) * a.size(1) * b.size(1) >= (int64_t{1} << 24);
-}
+// The multiply-adds from which a bag's float32 products go to oneDNN: below, its per-call cost (memory
+// objects, argument map) outweighs its faster kernels. Measured with the fp32 step at D = 512 in one
+// process, every library choice alternated (bench/README.md): all-OpenBLAS ahead up to N = 32 (2.1M), all-oneDNN
+// ahead from N = 64 (4.2M).
+constexpr int64_t kOnednnFloor = int64_t{1} << 22;
 
 }  // namespace
 
@@ -54,21 +53,28 @@ MixedGemm::MixedGemm(Precision p) : precision_(p) {
   if (OnednnMatmul::available()) onednn_ = std::make_unique<OnednnMatmul>();
 }
 
+void MixedGemm::plan_bag(int64_t largest_product) {
+  onednn_planned_ = onednn_ != nullptr && largest_product >= kOnednnFloor;
+}
+
+void MixedGemm::mm_fp32(const torch::Tensor& out, const torch::Tensor& a, const torch::Tensor& b,
+                        const torch::Tensor& bias) {
+  torch::Tensor o = out;  // a handle: the _out functions take a non-const reference
+  if (onednn_planned_ && OnednnMatmul::accepts(o, a, b, bias)) {
+    onednn_->run(o, a, b, bias);
+    return;
+  }  // small bags, a GPU, or the wheel's libtorch:
+  if (bias.defined()) {
+    at::addmm_out(o, bias, a, b);
+  } else {
+    at::mm_out(o, a, b);
+  }
+}
+
 void MixedGemm::mm(const torch::Tensor& out, const torch::Tensor& a, const torch::Tensor& b,
                    const torch::Tensor& bias) {
-  torch::Tensor o = out;  // a handle: the _out functions take a non-const reference
-  if (!bf16()) {
-    if (onednn_ && large(a, b) && OnednnMatmul::accepts(o, a, b, bias)) {
-      onednn_->run(o, a, b, bias);
-      return;
-    }  // small products, a GPU, or the wheel's libtorch:
-    if (bias.defined()) {
-      at::addmm_out(o, bias, a, b);
-    } else {
-      at::mm_out(o, a, b);
-    }
-    return;
-  }
+  if (!bf16()) return mm_fp32(out, a, b, bias);
+  torch::Tensor o = out;
   const torch::Tensor ab = to_bf16(a, a_ws_);
   const torch::Tensor bb = to_bf16(b, b_ws_);
   if (onednn_ && OnednnMatmul::accepts(o, ab, bb, bias)) {

@@ -57,18 +57,6 @@ TEST(Bf16Ops, RoundingIsLibtorchsBitForBitAndReluFirstKeepsNan) {
   EXPECT_TRUE(std::isnan(out[1][0].item<float>()) == std::isnan(before[1][1].item<float>()));
 }
 
-TEST(Bf16Ops, ArgmaxColumnsAreTheScatteredGradientRounded) {
-  const int64_t n = 40, c = 3, stride = 7;
-  torch::Tensor out = torch::full({n, stride}, 9.0f).to(torch::kBFloat16);  // stale values to overwrite
-  const torch::Tensor idx = torch::tensor({5, 39, 5}, torch::kLong);        // two classes on one row
-  const torch::Tensor val = torch::tensor({0.1f, -2.5e-3f, 3.3f});
-  bf16_ops::argmax_columns(idx.data_ptr<int64_t>(), val.data_ptr<float>(), c, n,
-                           reinterpret_cast<uint16_t*>(out.data_ptr<at::BFloat16>()), stride);
-  const torch::Tensor expected = torch::zeros({n, c}).scatter_(0, idx.view({1, c}), val.view({1, c}));
-  EXPECT_TRUE(torch::equal(out.narrow(1, 0, c), expected.to(torch::kBFloat16)));
-  EXPECT_TRUE(torch::equal(out.narrow(1, c, stride - c), torch::full({n, stride - c}, 9.0f).to(torch::kBFloat16)));
-}
-
 TEST(Bf16Ops, PoolAndItsGradientMatchFloat64Products) {
   torch::manual_seed(2);
   for (const auto& [c, n, d] : {std::tuple<int64_t, int64_t, int64_t>{1, 1000, 512}, {3, 37, 200}, {2, 1, 70}}) {

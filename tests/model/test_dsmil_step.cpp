@@ -66,10 +66,12 @@ TEST_P(StepMatchesAutograd, LossAndEveryGradient) {
   DsmilStep step(flat, Precision::kFloat32, std::get<1>(GetParam()));
   torch::manual_seed(11);
   const torch::Tensor y = torch::randint(0, 2, {k.classes}).to(torch::kFloat);
-  // One instance, a few, many; then two bags accumulated into one gradient.
+  // One instance, a few, many, enough for oneDNN's products where the build multiplies with it (MixedGemm's
+  // floor: 2^22 multiply-adds); then two bags accumulated into one gradient.
   const std::vector<std::vector<torch::Tensor>> cases = {{torch::randn({1, 24})},
                                                          {torch::randn({7, 24}) * 3},
                                                          {torch::randn({300, 24})},
+                                                         {torch::randn({1500, 24})},
                                                          {torch::randn({5, 24}), torch::randn({40, 24})}};
   for (size_t i = 0; i < cases.size(); ++i) {
     SCOPED_TRACE("case " + std::to_string(i));

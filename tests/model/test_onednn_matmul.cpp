@@ -71,8 +71,8 @@ TEST(OnednnMatmul, MixedGemmUsesItAndKeepsFloat32Results) {
 }
 
 // fp32's products of WSI-sized bags are oneDNN's too (bit for bit what OnednnMatmul returns, which OpenBLAS's
-// summation order would not be), bias included, within float32 accumulation of the float64 product; a tiny
-// bag's are libtorch's.
+// summation order would not be), bias included, within float32 accumulation of the float64 product: all of
+// the bag's products, the few-row ones included (one library per bag). A tiny bag's are libtorch's.
 TEST(OnednnMatmul, MixedGemmMultipliesFloat32WithIt) {
   if (!OnednnMatmul::available()) GTEST_SKIP() << "this build multiplies with at::mm";
   torch::manual_seed(13);
@@ -83,6 +83,9 @@ TEST(OnednnMatmul, MixedGemmMultipliesFloat32WithIt) {
   const torch::Tensor bias = torch::randn({130});
   torch::Tensor out = torch::empty({700, 130});
   torch::Tensor expected = torch::empty({700, 130});
+  EXPECT_FALSE(gemm.onednn_planned());  // nothing planned yet: libtorch's
+  gemm.plan_bag(700 * 512 * 130);
+  EXPECT_TRUE(gemm.onednn_planned());
   gemm.mm(out, a, w.t(), bias);
   direct.run(expected, a, w.t(), bias);
   EXPECT_TRUE(torch::equal(out, expected));
@@ -90,8 +93,17 @@ TEST(OnednnMatmul, MixedGemmMultipliesFloat32WithIt) {
   torch::Tensor grad = torch::empty({130, 512});
   gemm.mm(grad, out.t(), a);  // the weight gradient's layout: a transposed view
   expect_product(grad, out.t(), a, {});
-  // A tiny bag's product stays with libtorch's BLAS, where oneDNN's per-call cost would dominate.
+  // One attention row against the bag: small, but this bag's, so oneDNN's.
+  const torch::Tensor row = torch::randn({1, 700});
+  torch::Tensor pooled = torch::empty({1, 512});
+  torch::Tensor pooled_direct = torch::empty({1, 512});
+  gemm.mm(pooled, row, a);
+  direct.run(pooled_direct, row, a, {});
+  EXPECT_TRUE(torch::equal(pooled, pooled_direct));
+  // A tiny bag's products stay with libtorch's BLAS, where oneDNN's per-call cost would dominate.
   const torch::Tensor small = a.narrow(0, 0, 13);
+  gemm.plan_bag(13 * 512 * 130);
+  EXPECT_FALSE(gemm.onednn_planned());
   torch::Tensor out_small = torch::empty({13, 130});
   gemm.mm(out_small, small, w.t(), bias);
   EXPECT_TRUE(torch::equal(out_small, at::addmm(bias, small, w.t())));
