@@ -183,12 +183,12 @@ torch::Tensor DsmilStep::loss_and_gradients_on_device(const torch::Tensor& bag_l
   return loss.reshape({});
 }
 
-// Over bfloat16 features (bf16 without passing v) the loops of bf16_ops on the CPU, else oneDNN's product;
-// float32 values as matrix-vector products.
 void DsmilStep::few_rows_mm(const torch::Tensor& out, const torch::Tensor& m, const torch::Tensor& rhs) {
   gemm_.onednn_planned() ? gemm_.mm_fp32(out, m, rhs) : few_rows_mv(out, m, rhs);
 }
 
+// Over bfloat16 features (bf16 without passing v) the loops of bf16_ops on the CPU, else oneDNN's product;
+// float32 values through few_rows_mm.
 void DsmilStep::pool(const torch::Tensor& a, const torch::Tensor& v) {
   if (v.scalar_type() != torch::kBFloat16) return few_rows_mm(bag_rep_, a, v);
   if (!loops_ || v.stride(1) != 1) return gemm_.mm(bag_rep_, a, v);
