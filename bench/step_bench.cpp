@@ -5,16 +5,17 @@
 //             (mil::average_gradients) and torch::optim::Adam: the step as dsmil_train took it before;
 //   fused     mil::DsmilStep (hand-written forward/backward into one flat gradient buffer) + mil::FusedAdam;
 // and prints the FLOPs per instance it counts (forward and backward, from the layer shapes), each step's
-// GFLOP/s and its ratio to the sgemm's. Then --precision bf16's step against the fused fp32 step (same
-// process, interleaved): on a bfloat16 bag (as the bf16 RAM cache serves it) and on a float32 bag (rounded
-// in the step), with the bf16 matmul of the dominant shape for scale. Then tiny bags (2-13 instances,
-// D = 200): steps and bags per second of one bag per step (autograd, fused) and of packed steps
+// GFLOP/s and its ratio to the sgemm's. Then validation's forward pass alone: DsmilNet's modules in eval
+// mode against DsmilStep::forward (--forward-only: just these rows). Then --precision bf16's step against the
+// fused fp32 step (same process, interleaved): on a bfloat16 bag (as the bf16 RAM cache serves it) and on a
+// float32 bag (rounded in the step), with the bf16 matmul of the dominant shape for scale. Then tiny bags
+// (2-13 instances, D = 200): steps and bags per second of one bag per step (autograd, fused) and of packed steps
 // (mil::PackedStep, --bags-per-step K = 1, 8, 32: the pack's concatenation, one forward/backward and one
 // FusedAdam step per K bags).
 // Measurements interleave (sgemm, autograd, fused per round) so load from other processes hits all alike; within a
 // round each figure times calls in a row after an untimed one (per_call).
-// Run: build/bench/dsmil_bench_step [--threads N] [--rounds R] [--clock cpu] [--bf16-only]; one step for a
-// profiler: --profile D,N [--bf16-only] [--steps S]
+// Run: build/bench/dsmil_bench_step [--threads N] [--rounds R] [--clock cpu] [--bf16-only | --forward-only];
+// one step for a profiler: --profile D,N [--bf16-only] [--steps S]
 #include <time.h>
 
 #include <algorithm>
@@ -24,6 +25,7 @@
 #include <fstream>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "bench/timing.hpp"
@@ -203,6 +205,35 @@ void large_bags(int rounds) {
   }
 }
 
+// Validation's forward pass over one bag: DsmilNet's module calls in eval mode against DsmilStep::forward
+// (what dsmil_train's validation runs), same weights, in a row as validation runs them.
+void forward_rows(int rounds) {
+  std::printf("\n| D | N | module forward ms | step forward ms | **module / step** |\n");
+  std::printf("| --- | --- | --- | --- | --- |\n");
+  const std::vector<std::pair<int64_t, int64_t>> shapes = {{200, 8},     {512, 1000},  {512, 3000},
+                                                           {512, 10000}, {1024, 1000}, {1024, 3000}};
+  for (const auto& [d, n] : shapes) {
+    mil::ModelConfig mc;
+    mc.feature_dim = d;
+    Steppers s(mc);
+    s.ref->eval();
+    const torch::Tensor x = torch::randn({n, d});
+    const int reps = reps_for(n);
+    std::vector<double> t_module, t_step;
+    torch::NoGradGuard no_grad;
+    for (int r = 0; r <= rounds; ++r) {
+      const double m = per_call(reps, [&] { s.ref->forward(x); });
+      const double f = per_call(reps, [&] { s.step->forward(x); });
+      if (r == 0) continue;
+      t_module.push_back(m);
+      t_step.push_back(f);
+    }
+    std::printf("| %lld | %lld | %.3f | %.3f | **%.2fx** |\n", static_cast<long long>(d), static_cast<long long>(n),
+                1e3 * median(t_module), 1e3 * median(t_step), median(t_module) / median(t_step));
+    std::fflush(stdout);
+  }
+}
+
 // `steps` calls of one_step (after one to warm up: workspaces, BLAS buffers), timed, as a row for --profile.
 template <class F>
 void profile_rows(const mil::ModelConfig& mc, int64_t n, int steps, const char* what, F&& one_step) {
@@ -377,6 +408,8 @@ int main(int argc, char** argv) {
         "clock", "wall, or cpu (process CPU time: for one thread on a loaded machine)",
         cxxopts::value<std::string>()->default_value("wall"))("bf16-only", "only the bf16 vs fp32 rows",
                                                               cxxopts::value<bool>()->default_value("false"))(
+        "forward-only", "only validation's forward: the module's against the step's",
+        cxxopts::value<bool>()->default_value("false"))(
         "profile", "only the fused step at D,N (for a profiler), e.g. 512,1000; with --bf16-only the bf16 step",
         cxxopts::value<std::vector<int64_t>>())("steps", "steps with --profile",
                                                 cxxopts::value<int>()->default_value("500"));
@@ -398,9 +431,12 @@ int main(int argc, char** argv) {
       }
     } else if (args["bf16-only"].as<bool>()) {
       bf16_rows(rounds);
+    } else if (args["forward-only"].as<bool>()) {
+      forward_rows(rounds);
     } else {
       if (!args["tiny-only"].as<bool>()) {
         large_bags(rounds);
+        forward_rows(rounds);
         bf16_rows(rounds);
       }
       tiny_bags(rounds);

@@ -13,7 +13,8 @@ torch::Tensor target_tensor(const BagInfo& bag, const torch::Device& device) {
 }
 
 EvalResult score_bags(TrainedModel& model, const BagIndex& index, const std::string& features_key, int prefetch,
-                      const torch::Device& device, Communicator& comm, std::shared_ptr<BagCache> cache) {
+                      const torch::Device& device, Communicator& comm, std::shared_ptr<BagCache> cache,
+                      const BagForward& forward) {
   torch::NoGradGuard no_grad;
   model.net->eval();
   const int64_t n = static_cast<int64_t>(index.bags.size());
@@ -34,7 +35,8 @@ EvalResult score_bags(TrainedModel& model, const BagIndex& index, const std::str
   loader.start(mine);
   for (size_t i = 0; i < mine.size(); ++i) {
     const Bag bag = loader.next();
-    const DsmilOutput out = model.net->forward(model.prepare(bag.features, device));
+    const torch::Tensor x = model.prepare(bag.features, device);
+    const DsmilOutput out = forward ? forward(x) : model.net->forward(x);
     const BagInfo& info = index.bags[static_cast<size_t>(bag.index)];
     const torch::Tensor loss = labelled ? dsmil_loss(out, target_tensor(info, device)).reshape({1})
                                         : torch::zeros({1}, out.bag_logits.options());

@@ -3,6 +3,7 @@
 // the metrics' JSON form. Shared by dsmil_train (validation, test) and dsmil_eval.
 #include <torch/torch.h>
 
+#include <functional>
 #include <limits>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -37,10 +38,15 @@ EvalResult evaluate_bags(TrainedModel& model, const BagIndex& index, const std::
                          const torch::Device& device, const std::vector<double>& thresholds, Communicator& comm,
                          std::shared_ptr<BagCache> cache = nullptr);
 
+// A bag's eval-mode forward pass over the model's weights. Empty: the model's DsmilNet; dsmil_train's
+// validation passes its hand-written step's (TrainStep::forward), which gives the same outputs faster.
+using BagForward = std::function<DsmilOutput(const torch::Tensor& x)>;
+
 // evaluate_bags without the metrics (probabilities, targets and loss only), for a caller that checks the
 // scores first.
 EvalResult score_bags(TrainedModel& model, const BagIndex& index, const std::string& features_key, int prefetch,
-                      const torch::Device& device, Communicator& comm, std::shared_ptr<BagCache> cache = nullptr);
+                      const torch::Device& device, Communicator& comm, std::shared_ptr<BagCache> cache = nullptr,
+                      const BagForward& forward = {});
 
 // The scores of `set` rebuilt from probabilities and a loss kept elsewhere (a checkpoint): metrics are
 // recomputed with thresholds fitted on the set, as during training. Empty probabilities: an empty result.

@@ -85,16 +85,42 @@ double DsmilStep::accumulate(const torch::Tensor& x, const torch::Tensor& target
 }
 
 torch::Tensor DsmilStep::accumulate_loss(const torch::Tensor& x, const torch::Tensor& target) {
+  check_bag(x);
+  torch::NoGradGuard no_grad;
+  const Inputs in = forward_pass(x, /*training=*/true);
+  torch::Tensor loss = loss_and_gradients(bag_logits_, max_val_, target);
+  backward(in.x, in.xv);
+  return loss;
+}
+
+DsmilOutput DsmilStep::forward(const torch::Tensor& x) {
+  check_bag(x);
+  torch::NoGradGuard no_grad;
+  forward_pass(x, /*training=*/false);
   const int64_t n = x.size(0);
   const int64_t c = cfg_.num_classes;
+  DsmilOutput out;
+  out.instance_logits = logits_.narrow(0, 0, n * c).view({n, c});
+  out.bag_logits = bag_logits_.view({1, c});
+  out.attention = a_.narrow(0, 0, c * n).view({c, n}).t();
+  out.bag_representation = bag_rep_.view({1, c, cfg_.feature_dim});
+  return out;
+}
+
+void DsmilStep::check_bag(const torch::Tensor& x) const {
   const int64_t d = cfg_.feature_dim;
-  if (x.dim() != 2 || x.size(1) != d || n < 1) {
+  if (x.dim() != 2 || x.size(1) != d || x.size(0) < 1) {
     throw Error("", "DsmilStep",
                 "expected a bag [N >= 1, " + std::to_string(d) + "], got " + std::to_string(x.dim()) + "-d with " +
                     std::to_string(x.numel()) + " values");
   }
   MIL_CHECK(gemm_.bf16() || x.scalar_type() == torch::kFloat, "float32 features for an fp32 step");
-  torch::NoGradGuard no_grad;
+}
+
+DsmilStep::Inputs DsmilStep::forward_pass(const torch::Tensor& x, bool training) {
+  const int64_t n = x.size(0);
+  const int64_t c = cfg_.num_classes;
+  const int64_t d = cfg_.feature_dim;
   gemm_.plan_bag(n * d * (c + kH));  // the largest product: x [Wi; W1]ᵀ
   const torch::TensorOptions opts = x.options().dtype(torch::kFloat);
   const DsmilTensors& w = flat_.value_views();
@@ -133,17 +159,14 @@ torch::Tensor DsmilStep::accumulate_loss(const torch::Tensor& x, const torch::Te
   torch::Tensor xv = xg;  // the values' input (node dropout applies to it)
   torch::Tensor v = xg;
   if (cfg_.passing_v) {
-    if (cfg_.dropout_v > 0) xv = torch::dropout(xg, cfg_.dropout_v, true);
+    if (cfg_.dropout_v > 0) xv = torch::dropout(xg, cfg_.dropout_v, training);
     v = workspace(v_, n, d, opts);
     gemm_.mm(v, xv, w.w_v.t(), w.b_v);
     if (cfg_.value_relu) v.relu_();
   }
   pool(a, v);
   at::addmv_out(bag_logits_, w.b_bag, w.w_bag, bag_rep_.view({c * d}));
-
-  torch::Tensor loss = loss_and_gradients(bag_logits_, max_val_, target);
-  backward(xg, xv);
-  return loss;
+  return {xg, xv};
 }
 
 torch::Tensor DsmilStep::loss_and_gradients(const torch::Tensor& bag_logits, const torch::Tensor& max_logits,

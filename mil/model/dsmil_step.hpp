@@ -15,6 +15,7 @@
 // gradients, q's second layer, the attention pooling) through MixedGemm in bfloat16; the rest stays float32.
 #include <torch/torch.h>
 
+#include "mil/model/dsmil.hpp"
 #include "mil/model/flat_params.hpp"
 #include "mil/model/mixed_gemm.hpp"
 #include "mil/model/precision.hpp"
@@ -41,12 +42,27 @@ class DsmilStep {
   // gradient are computed there, so the step waits on nothing (read the losses once per optimiser step).
   torch::Tensor accumulate_loss(const torch::Tensor& x, const torch::Tensor& target);
 
+  // The forward pass alone, as DsmilNet computes it in eval mode (no dropout, no gradients), in the step's
+  // precision: what validation scores bags with, at a training step's speed. The tensors are views of the
+  // step's workspaces (attention [N, C] a transposed one), valid until its next call.
+  DsmilOutput forward(const torch::Tensor& x);
+
   // FLOPs of one instance's forward and backward (multiply-adds count 2; elementwise passes not counted),
   // derived from the layer shapes: what a bench divides by.
   static double forward_flops_per_instance(const ModelConfig& cfg);
   static double backward_flops_per_instance(const ModelConfig& cfg);
 
  private:
+  // What the forward leaves for the backward: the features as the products read them (bf16: rounded) and
+  // the values' input (x after node dropout).
+  struct Inputs {
+    torch::Tensor x, xv;
+  };
+  // Refuses a bag that is not [N >= 1, D].
+  void check_bag(const torch::Tensor& x) const;
+  // The forward into the workspaces: instance logits and their max (logits_, max_val_, max_idx_), queries,
+  // attention a_, values, bag representation and bag logits. `training`: node dropout as the module draws it.
+  Inputs forward_pass(const torch::Tensor& x, bool training);
   // The loss and its gradients w.r.t. the bag and max-pooled logits (into d_out_): on the host in float64
   // with the CPU loops, else with libtorch ops on the parameters' device (no host round trip on a GPU).
   torch::Tensor loss_and_gradients(const torch::Tensor& bag_logits, const torch::Tensor& max_logits,

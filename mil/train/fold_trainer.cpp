@@ -367,7 +367,8 @@ torch::Tensor FoldRun::training_features(const Bag& bag, uint64_t bag_seed) cons
 EvalResult FoldRun::validate_epoch(int epoch, EpochRecord& rec) {
   if (data_.val.bags.empty()) return {};
   spdlog::debug("[val]{} epoch {}: scoring {} slides", fold_text_, epoch + 1, data_.val.bags.size());
-  EvalResult r = score_bags(model_, data_.val, cfg_.features_key, cfg_.prefetch, ctx_.device, ctx_.comm, ctx_.cache);
+  EvalResult r = score_bags(model_, data_.val, cfg_.features_key, cfg_.prefetch, ctx_.device, ctx_.comm, ctx_.cache,
+                            [this](const torch::Tensor& x) { return train_step_->forward(x); });
   std::vector<std::string> paths;
   for (const BagInfo& b : data_.val.bags) paths.push_back(b.path);
   const int64_t steps = sampler_->steps_per_epoch();

@@ -4,6 +4,7 @@
 // (FusedAdam); across ranks one all-reduce of the flat gradient, on a single rank none at all.
 #include <torch/torch.h>
 
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -30,6 +31,9 @@ class TrainStep {
   // Several bags in one packed forward and backward (--bags-per-step); the sum of their gradients adds to the
   // step's, as accumulate() bag by bag would. Returns each bag's loss, [B] float64 on the device.
   torch::Tensor accumulate_pack(const PackedBags& pack) { return packed_.accumulate(pack); }
+  // A bag's eval-mode forward pass in float32 whatever the step's precision (validation scores with it): the
+  // hand-written step's, DsmilNet's outputs to 1e-5 without its module calls. Views valid until the next call.
+  DsmilOutput forward(const torch::Tensor& x) { return (fp32_step_ ? *fp32_step_ : step_).forward(x); }
   // Ends the step: the gradient summed over ranks (one all-reduce carrying `flags`, which become their sums
   // over ranks; no collective on a single rank), divided by bags_per_step, and the Adam update.
   void finish(Communicator& comm, int64_t bags_per_step, std::vector<float>* flags);
@@ -47,6 +51,7 @@ class TrainStep {
   DsmilNetImpl& net_;
   FlatParameters flat_;
   DsmilStep step_;
+  std::unique_ptr<DsmilStep> fp32_step_;  // forward()'s step when step_ is not float32 (its own workspaces)
   PackedStep packed_;
   FusedAdam adam_;
 };
