@@ -1,5 +1,7 @@
 #include "mil/train/divergence_guard.hpp"
 
+#include <fmt/format.h>
+
 #include <cmath>
 
 #include "mil/util/error.hpp"
@@ -17,6 +19,11 @@ std::string slides_text(const std::vector<StepBag>& bags) {
   for (const StepBag& b : bags) out += (out.empty() ? "" : ", ") + b.path;
   return out;
 }
+
+// A bag loss this large means logits past it: every probability is exactly 0 or 1, and no step size that
+// learns brings them back. The weights behind it can still be finite (saturated, the network dead): with
+// --lr 1e30, libtorch's MKL build sits at a loss of ~1e30 for every bag without ever overflowing.
+constexpr double kLossBound = 1e12;
 
 bool all_finite(const torch::Tensor& t) {
   return torch::isfinite(t).all().item<bool>();
@@ -43,8 +50,9 @@ void check_step_finite(const torch::OrderedDict<std::string, torch::Tensor>& par
       ": the training diverged (lower --lr, or check the features); no checkpoint or model "
       "was written with these weights";
   for (const StepBag& b : bags) {
-    if (!std::isfinite(b.loss)) {
-      throw Error(b.path, place_text(where), "loss is " + std::to_string(b.loss) + advice);
+    if (!std::isfinite(b.loss)) throw Error(b.path, place_text(where), "loss is " + std::to_string(b.loss) + advice);
+    if (b.loss > kLossBound) {
+      throw Error(b.path, place_text(where), fmt::format("loss is {:.3g} (above {:.0e})", b.loss, kLossBound) + advice);
     }
   }
   if (known_finite) return;

@@ -1,9 +1,9 @@
 #pragma once
 // The divergence guard: a training step whose loss, averaged gradient or updated weights are not finite
-// (a too-high --lr, an overflow) stops the job with a mil::Error naming the fold, epoch, step and slides,
-// before any checkpoint or model holding such weights is written. The last checkpoint written stays the
-// last finite one, so a restart resumes finite weights (and diverges again at the same step, with the same
-// message, rather than training on NaN).
+// (a too-high --lr, an overflow), or whose loss is above 1e12 (logits no learning run comes back from), stops
+// the job with a mil::Error naming the fold, epoch, step and slides, before any checkpoint or model holding
+// such weights is written. The last checkpoint written stays the last one before it, so a restart resumes
+// those weights (and diverges again at the same step, with the same message, rather than training on NaN).
 #include <torch/torch.h>
 
 #include <string>
@@ -26,11 +26,11 @@ struct StepBag {
 };
 
 // Called after the optimiser step (the gradients of the step are still held): throws mil::Error when a
-// bag's loss, a parameter's gradient or a parameter is not finite. The file is the first bag with a
-// non-finite loss (else the step's first bag); the object is "fold F epoch E step S/N"; the reason names
-// the quantity and the parameter that went non-finite. One reduction and one host sync per step.
-// `known_finite`: the caller has found every parameter and gradient finite already, more cheaply
-// (TrainStep::finite): only the losses are checked then.
+// bag's loss is not finite or above 1e12, or a parameter's gradient or a parameter is not finite. The file
+// is the first bag with such a loss (else the step's first bag); the object is "fold F epoch E step S/N"; the reason
+// names the quantity and the parameter that went non-finite. One reduction and one host sync per step. `known_finite`:
+// the caller has found every parameter and gradient finite already, more cheaply (TrainStep::finite): only the losses
+// are checked then.
 void check_step_finite(const torch::OrderedDict<std::string, torch::Tensor>& params, const std::vector<StepBag>& bags,
                        const StepPlace& where, bool known_finite = false);
 

@@ -1,6 +1,6 @@
-// The divergence guard: a non-finite loss, gradient or weight stops training with an error naming the
-// fold, epoch, step and slide, before a checkpoint or model with such weights is written; a restart resumes
-// the last finite checkpoint and stops at the same place rather than training on NaN.
+// The divergence guard: a non-finite loss, gradient or weight, or a loss past 1e12, stops training with an
+// error naming the fold, epoch, step and slide, before a checkpoint or model with such weights is written; a
+// restart resumes the last finite checkpoint and stops at the same place rather than training on NaN.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -80,6 +80,17 @@ TEST(DivergenceGuard, NonFiniteLossNamesPlaceAndSlide) {
   EXPECT_NE(msg.find("/d/s2.h5"), std::string::npos) << msg;
   EXPECT_NE(msg.find("fold 1 epoch 3 step 7/20"), std::string::npos) << msg;
   EXPECT_NE(msg.find("loss is nan"), std::string::npos) << msg;
+}
+
+// Finite weights can still make a dead network whose loss sits at ~1e30 (MKL's build at --lr 1e30): a loss
+// past 1e12 stops the job too; a large loss a run can come back from does not.
+TEST(DivergenceGuard, ALossPast1e12NamesPlaceAndSlide) {
+  const std::string msg = message_of(two_params(), {{"/d/s1.h5", 0.7}, {"/d/s2.h5", 1.2e30}});
+  EXPECT_NE(msg.find("/d/s2.h5"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("fold 1 epoch 3 step 7/20"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("loss is 1.2e+30 (above 1e+12)"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("the training diverged"), std::string::npos) << msg;
+  EXPECT_EQ(message_of(two_params(), {{"/d/s1.h5", 5e4}}), "");
 }
 
 TEST(DivergenceGuard, NonFiniteGradientNamesTheParameter) {
