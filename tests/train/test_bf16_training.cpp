@@ -10,6 +10,7 @@
 #include "mil/io/files.hpp"
 #include "mil/model/precision.hpp"
 #include "mil/train/checkpoint_state.hpp"
+#include "mil/train/train_step.hpp"
 #include "mil/train/trainer.hpp"
 #include "mil/util/error.hpp"
 #include "tests/test_util.hpp"
@@ -25,6 +26,29 @@ std::string cpu_flags() {
     if (line.rfind("flags", 0) == 0) return line;
   }
   return "";
+}
+
+// Validation scores a bf16 job's bags in float32 (TrainStep::forward): the module's eval-mode outputs to 1e-5,
+// which the bf16 step's own forward (operands rounded to 8 bits) misses by orders of magnitude.
+TEST(Bf16Training, ValidationForwardIsFloat32) {
+  if (!bf16_cpu_problem(cpu_flags()).empty()) GTEST_SKIP() << "this CPU lacks bfloat16 multiplication";
+  const ModelConfig mc{64, 2, true, true};
+  DsmilNet ref(mc), trained(mc);
+  ref->init_orthogonal(3);
+  trained->init_orthogonal(3);
+  ref->eval();
+  TrainStep step(*trained, OptimizerConfig{}, Precision::kBFloat16);
+  torch::manual_seed(4);
+  for (const int64_t n : {9, 2000}) {
+    SCOPED_TRACE("N = " + std::to_string(n));
+    const torch::Tensor x = torch::randn({n, 64});
+    torch::NoGradGuard no_grad;
+    const DsmilOutput expected = ref->forward(x);
+    const DsmilOutput out = step.forward(x);
+    const double scale = expected.bag_logits.abs().max().item<double>();
+    EXPECT_TRUE(test::all_close(out.bag_logits, expected.bag_logits, 1e-5, 1e-5 * scale));
+    EXPECT_TRUE(test::all_close(out.instance_logits, expected.instance_logits, 1e-5, 1e-5));
+  }
 }
 
 TEST(Bf16Training, TrainsCloseToFp32) {
