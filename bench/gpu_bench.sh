@@ -180,9 +180,10 @@ check() {  # check NAME COMMAND...
   fi
 }
 if [ "$CAN_BUILD" = 1 ] && [ "$SKIP_BUILD" = 0 ]; then
-  # The flat gradient reduced where it lies (NCCL) or through the host (MPI); device resolution.
+  # The flat gradient reduced where it lies (NCCL) or through the host (MPI); device resolution; the bf16
+  # step and validation's forward on the GPU.
   check unit_gpu "$BUILD_DIR/tests/dsmil_tests" \
-    --gtest_filter='SumFlatGradients.*:ResolveDevice.*:ChooseTransport.*:GpuAssignment.*:*Bf16*'
+    --gtest_filter='SumFlatGradients.*:ResolveDevice.*:ChooseTransport.*:GpuAssignment.*:*Bf16*:StepForward.*'
   # The communicator's closed-form tests over c10d NCCL, one rank per GPU (CPU tensors staged through it).
   RANKS=$((NGPUS >= 2 ? 2 : 1))
   check nccl_communicator mpirun -np "$RANKS" --allow-run-as-root --bind-to none \

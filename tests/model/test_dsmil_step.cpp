@@ -148,6 +148,32 @@ TEST_P(StepMatchesAutograd, ForwardMatchesTheModuleInEvalMode) {
   EXPECT_TRUE(torch::equal(flat.grads(), grads_before));
 }
 
+// Validation's forward where a GPU trains: the step's (libtorch ops, cuBLAS) against the module's, both on
+// the GPU. bench/gpu_bench.sh runs it where a GPU is lent.
+TEST(StepForward, OnTheGpuMatchesTheModule) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "needs a GPU";
+  const ModelConfig mc = test::config_of({2, true, true, true, 0.3}, 96);
+  DsmilNet ref(mc), fast(mc);
+  ref->init_orthogonal(7);
+  fast->init_orthogonal(7);
+  ref->to(torch::kCUDA);
+  fast->to(torch::kCUDA);
+  ref->eval();
+  FlatParameters flat(*fast);
+  DsmilStep step(flat);
+  torch::manual_seed(14);
+  for (const int64_t n : {1, 400, 3000}) {
+    SCOPED_TRACE("N = " + std::to_string(n));
+    const torch::Tensor x = torch::randn({n, mc.feature_dim}).cuda();
+    torch::NoGradGuard no_grad;
+    const DsmilOutput expected = ref->forward(x);
+    const DsmilOutput out = step.forward(x);
+    EXPECT_TRUE(close_1e5(out.instance_logits, expected.instance_logits));
+    EXPECT_TRUE(close_1e5(out.bag_logits, expected.bag_logits));
+    EXPECT_TRUE(close_1e5(out.attention, expected.attention));
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Architectures, StepMatchesAutograd,
                          ::testing::Combine(::testing::ValuesIn(test::kStepArchitectures),
                                             ::testing::Values(StepPasses::kAuto, StepPasses::kTorchOps)));
