@@ -41,6 +41,17 @@ std::map<std::string, torch::Tensor> autograd_gradients(DsmilNetImpl& net, const
   return out;
 }
 
+// The step's forward (validation's) against the module's, which the caller has put in eval mode, on one bag.
+void expect_forward_matches(DsmilNetImpl& ref, DsmilStep& step, const torch::Tensor& x) {
+  torch::NoGradGuard no_grad;
+  const DsmilOutput expected = ref.forward(x);
+  const DsmilOutput out = step.forward(x);
+  EXPECT_TRUE(close_1e5(out.instance_logits, expected.instance_logits));
+  EXPECT_TRUE(close_1e5(out.bag_logits, expected.bag_logits));
+  EXPECT_TRUE(close_1e5(out.attention, expected.attention));
+  EXPECT_TRUE(close_1e5(out.bag_representation, expected.bag_representation));
+}
+
 using test::Architecture;
 
 // Both ways of running the passes: the CPU loops, and the libtorch ops the GPU runs.
@@ -136,14 +147,7 @@ TEST_P(StepMatchesAutograd, ForwardMatchesTheModuleInEvalMode) {
   const torch::Tensor grads_before = flat.grads().clone();
   for (const int64_t n : {1, 7, 300, 1500}) {
     SCOPED_TRACE("N = " + std::to_string(n));
-    const torch::Tensor x = torch::randn({n, 24}) * 2;
-    torch::NoGradGuard no_grad;
-    const DsmilOutput expected = ref->forward(x);
-    const DsmilOutput out = step.forward(x);
-    EXPECT_TRUE(close_1e5(out.instance_logits, expected.instance_logits));
-    EXPECT_TRUE(close_1e5(out.bag_logits, expected.bag_logits));
-    EXPECT_TRUE(close_1e5(out.attention, expected.attention));
-    EXPECT_TRUE(close_1e5(out.bag_representation, expected.bag_representation));
+    expect_forward_matches(*ref, step, torch::randn({n, 24}) * 2);
   }
   EXPECT_TRUE(torch::equal(flat.grads(), grads_before));
 }
@@ -164,13 +168,7 @@ TEST(StepForward, OnTheGpuMatchesTheModule) {
   torch::manual_seed(14);
   for (const int64_t n : {1, 400, 3000}) {
     SCOPED_TRACE("N = " + std::to_string(n));
-    const torch::Tensor x = torch::randn({n, mc.feature_dim}).cuda();
-    torch::NoGradGuard no_grad;
-    const DsmilOutput expected = ref->forward(x);
-    const DsmilOutput out = step.forward(x);
-    EXPECT_TRUE(close_1e5(out.instance_logits, expected.instance_logits));
-    EXPECT_TRUE(close_1e5(out.bag_logits, expected.bag_logits));
-    EXPECT_TRUE(close_1e5(out.attention, expected.attention));
+    expect_forward_matches(*ref, step, torch::randn({n, mc.feature_dim}).cuda());
   }
 }
 
