@@ -50,10 +50,10 @@ void check_step_finite(const torch::OrderedDict<std::string, torch::Tensor>& par
       ": the training diverged (lower --lr, or check the features); no checkpoint or model "
       "was written with these weights";
   for (const StepBag& b : bags) {
-    if (!std::isfinite(b.loss)) throw Error(b.path, place_text(where), "loss is " + std::to_string(b.loss) + advice);
-    if (b.loss > kLossBound) {
-      throw Error(b.path, place_text(where), fmt::format("loss is {:.3g} (above {:.0e})", b.loss, kLossBound) + advice);
-    }
+    if (std::isfinite(b.loss) && b.loss <= kLossBound) continue;
+    const std::string loss =
+        std::isfinite(b.loss) ? fmt::format("{:.3g} (above {:.0e})", b.loss, kLossBound) : std::to_string(b.loss);
+    throw Error(b.path, place_text(where), "loss is " + loss + advice);
   }
   if (known_finite) return;
   // The common case costs one reduction over every tensor and one sync: the per-tensor search below runs
