@@ -53,26 +53,31 @@ class DsmilStep {
   static double backward_flops_per_instance(const ModelConfig& cfg);
 
  private:
-  // What the forward leaves for the backward: the features as the products read them (bf16: rounded) and
-  // the values' input (x after node dropout).
-  struct Inputs {
-    torch::Tensor x, xv;
+  // What the forward leaves for the backward, as views of this bag: the features as the products read them
+  // (bf16: rounded), the values' input (x after node dropout) and the values, z1 (relu'd with nonlinear q), the
+  // queries and the attention [C, N].
+  struct BagViews {
+    torch::Tensor x, xv, v, z1, q, a;
   };
   // Refuses a bag that is not [N >= 1, D].
   void check_bag(const torch::Tensor& x) const;
   // The forward into the workspaces: instance logits and their max (logits_, max_val_, max_idx_), queries,
   // attention a_, values, bag representation and bag logits. `training`: node dropout as the module draws it.
-  Inputs forward_pass(const torch::Tensor& x, bool training);
+  BagViews forward_pass(const torch::Tensor& x, bool training);
   // The loss and its gradients w.r.t. the bag and max-pooled logits (into d_out_): on the host in float64
   // with the CPU loops, else with libtorch ops on the parameters' device (no host round trip on a GPU).
-  torch::Tensor loss_and_gradients(const torch::Tensor& bag_logits, const torch::Tensor& max_logits,
-                                   const torch::Tensor& target);
-  torch::Tensor loss_and_gradients_on_device(const torch::Tensor& bag_logits, const torch::Tensor& max_logits,
-                                             const torch::Tensor& target);
-  void backward(const torch::Tensor& x, const torch::Tensor& xv);
+  double loss_and_gradients_on_host(const torch::Tensor& target);
+  torch::Tensor loss_and_gradients_on_device(const torch::Tensor& target);
+  void backward(const BagViews& f);
+  // The bag classifier, logits = Wf vec(B) + bf, forward (into bag_logits_) and backward (its gradients into g,
+  // d_bag_rep_): with the CPU loops as host loops over C x C D values, else libtorch ops.
+  void bag_classifier(const torch::Tensor& w_bag, const torch::Tensor& b_bag);
+  void bag_classifier_backward(DsmilTensors& g);
   torch::Tensor query_backward(const torch::Tensor& q, torch::Tensor& d_q, const torch::Tensor& z1, torch::Tensor& d_z1,
                                DsmilTensors& g);
-  void instance_classifier_backward(const torch::Tensor& x, const torch::Tensor& d_max, DsmilTensors& g);
+  void instance_classifier_backward(const torch::Tensor& x, DsmilTensors& g);
+  void critical_queries(const torch::Tensor& q);
+  torch::Tensor ones(int64_t n);
   // The passes that run as CPU loops or as libtorch ops (loops_): in place on [N, 128] blocks; the attention
   // a = softmax_N(qc qᵀ / sqrt(128)) into a_; and its backward, d_a (overwritten) to d_q through the scores
   // against the critical queries (their rows of q get d(qc) too).
@@ -82,6 +87,8 @@ class DsmilStep {
   // out = m · rhs, float32, for an m of a few rows and a bag-sized rhs: the planned library's product, or
   // BLAS's matrix-vector products.
   void few_rows_mm(const torch::Tensor& out, const torch::Tensor& m, const torch::Tensor& rhs);
+  // Whether a float32 bag's pooling runs as segment_ops' loops (small bags whose products are not oneDNN's).
+  bool pool_on_host(const torch::Tensor& v) const;
   void relu_inplace(torch::Tensor& t) const;
   void tanh_inplace(torch::Tensor& t) const;
   torch::Tensor attention(const torch::Tensor& q, int64_t n);
@@ -102,6 +109,10 @@ class DsmilStep {
   torch::Tensor xb_, z1b_, d_qb_, d_z1b_;  // bf16: operands, rounded once
   torch::Tensor w_inb_, w_q2b_;            // bf16: the weights, rounded once per step
   torch::Tensor w_q2g_;                    // q.2's weight as this step's products read it (bf16: w_q2b_)
+  // Views of the weights as the products read them, made once (libtorch's view ops cost 0.3-0.8 us each, and
+  // a tiny bag's step made some 40): [Wi; W1] split and transposed (bf16: of the rounded copy), its two biases,
+  // q.2's weight transposed.
+  torch::Tensor w_i_t_, w_1_t_, b_i_, b_1_, w_q2_t_;
 };
 
 }  // namespace mil

@@ -49,6 +49,17 @@ torch::Tensor MixedGemm::relu_to_bf16(torch::Tensor& t, torch::Tensor& ws) {
   return round_rows(t, ws, true);
 }
 
+void MixedGemm::round_into(const torch::Tensor& src, const torch::Tensor& dst) {
+  MIL_CHECK(dst.scalar_type() == torch::kBFloat16 && dst.sizes() == src.sizes(), "a bfloat16 tensor of src's shape");
+  if (float_rows(src) && dst.is_contiguous()) {
+    bf16_ops::round(src.data_ptr<float>(), src.size(0), src.size(1), src.stride(0),
+                    reinterpret_cast<uint16_t*>(dst.data_ptr<at::BFloat16>()), false);
+    return;
+  }
+  torch::Tensor d = dst;  // a handle: copy_ is not const
+  d.copy_(src);
+}
+
 MixedGemm::MixedGemm(Precision p) : precision_(p) {
   if (OnednnMatmul::available()) onednn_ = std::make_unique<OnednnMatmul>();
 }

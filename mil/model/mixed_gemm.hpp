@@ -45,6 +45,9 @@ class MixedGemm {
   // relu(t) in place and its bfloat16 rounding into `ws` (grown to fit), in one pass on the CPU: t is a
   // [rows, cols] float32 matrix with unit column stride.
   static torch::Tensor relu_to_bf16(torch::Tensor& t, torch::Tensor& ws);
+  // `src` (float32) rounded into `dst`, a bfloat16 tensor of its shape made beforehand: views of dst taken
+  // once stay valid (the step's weights, rounded once per step).
+  static void round_into(const torch::Tensor& src, const torch::Tensor& dst);
 
  private:
   Precision precision_;
