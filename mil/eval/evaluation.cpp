@@ -27,9 +27,10 @@ EvalResult score_bags(TrainedModel& model, const BagIndex& index, const std::str
   const bool labelled = n > 0 && !index.bags[0].target.empty();
   const int64_t num_classes = model.net->config().num_classes;
 
-  // This rank's share: (per-class probabilities..., loss) per bag, kept where they were computed and read
-  // once after the last bag (a GPU waits for the host once, not per bag).
+  // This rank's share: (per-class probabilities..., loss) per bag: on a GPU kept where they were computed and
+  // read once after the last bag (a GPU waits for the host once, not per bag); from CPU outputs, in `rows`.
   std::vector<torch::Tensor> scored;
+  std::vector<double> rows;
   BagLoader loader(index, {features_key, prefetch, CacheMode::kNone, false, false, device}, std::move(cache));
   const std::vector<int64_t> mine = positions_of(comm.rank());
   loader.start(mine);
@@ -38,11 +39,16 @@ EvalResult score_bags(TrainedModel& model, const BagIndex& index, const std::str
     const torch::Tensor x = model.prepare(bag.features, device);
     const DsmilOutput out = forward ? forward(x) : model.net->forward(x);
     const BagInfo& info = index.bags[static_cast<size_t>(bag.index)];
+    if (out.bag_logits.device().is_cpu()) {  // scored on the host as they come
+      const std::vector<double> p = model.probabilities(out);
+      rows.insert(rows.end(), p.begin(), p.end());
+      rows.push_back(labelled ? dsmil_loss_on_host(out, info.target) : 0.0);
+      continue;
+    }
     const torch::Tensor loss = labelled ? dsmil_loss(out, target_tensor(info, device)).reshape({1})
                                         : torch::zeros({1}, out.bag_logits.options());
     scored.push_back(torch::cat({model.probability_tensor(out).to(torch::kDouble), loss.to(torch::kDouble)}));
   }
-  std::vector<double> rows;
   if (!scored.empty()) {
     const torch::Tensor read = torch::cat(scored).to(torch::kCPU).contiguous();
     rows.assign(read.data_ptr<double>(), read.data_ptr<double>() + read.numel());

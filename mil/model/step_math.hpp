@@ -7,6 +7,7 @@
 #include <cmath>
 
 #include "mil/model/dsmil.hpp"
+#include "mil/model/loss.hpp"
 #include "mil/model/row_ops.hpp"
 #include "mil/model/segment_ops.hpp"
 
@@ -14,15 +15,8 @@ namespace mil::step_math {
 
 constexpr int64_t kH = ModelConfig::kQueryDim;
 
-// BCEWithLogits as torch computes it (max_val form, stable for large |x|), in double.
-inline double bce_with_logits(double x, double t) {
-  const double m = std::max(-x, 0.0);
-  return (1 - t) * x + m + std::log(std::exp(-m) + std::exp(-x - m));
-}
-
-inline double sigmoid(double x) {
-  return 1.0 / (1.0 + std::exp(-x));
-}
+using mil::bce_with_logits;  // the loss in scalar form (mil/model/loss.hpp)
+using mil::sigmoid;
 
 // The loss with libtorch ops where the logits lie (the GPU's way: no host round trip), for B bags of C
 // classes: bag_logits, max_logits and targets [B, C]. Writes the gradients w.r.t. both logits into d_bag and

@@ -3,6 +3,7 @@
 #include <filesystem>
 
 #include "mil/io/files.hpp"
+#include "mil/model/loss.hpp"
 #include "mil/model/state_dict.hpp"
 #include "mil/util/error.hpp"
 
@@ -37,8 +38,19 @@ torch::Tensor TrainedModel::probability_tensor(const DsmilOutput& out) const {
 }
 
 std::vector<double> TrainedModel::probabilities(const DsmilOutput& out) const {
-  const torch::Tensor p = probability_tensor(out).to(torch::kCPU, torch::kDouble).contiguous();
-  return std::vector<double>(p.data_ptr<double>(), p.data_ptr<double>() + p.numel());
+  if (!out.bag_logits.device().is_cpu() || out.bag_logits.scalar_type() != torch::kFloat) {
+    const torch::Tensor p = probability_tensor(out).to(torch::kCPU, torch::kDouble).contiguous();
+    return std::vector<double>(p.data_ptr<double>(), p.data_ptr<double>() + p.numel());
+  }
+  // On the host, in double: no libtorch call per bag.
+  const torch::Tensor bag = out.bag_logits.contiguous();
+  std::vector<double> p(static_cast<size_t>(bag.numel()));
+  for (size_t k = 0; k < p.size(); ++k) p[k] = sigmoid(bag.data_ptr<float>()[k]);
+  if (average) {
+    const std::vector<double> top = max_instance_logits(out);
+    for (size_t k = 0; k < p.size(); ++k) p[k] = 0.5 * (p[k] + sigmoid(top[k]));
+  }
+  return p;
 }
 
 void save_trained_model(const std::string& dir, TrainedModel& model) {
