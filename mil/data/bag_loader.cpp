@@ -114,6 +114,19 @@ void BagLoader::stop() {
   ready_.clear();
   pending_ = 0;
   reader_done_ = false;
+  cached_order_.clear();
+  cached_next_ = 0;
+}
+
+bool BagLoader::served_by_cache(const std::vector<int64_t>& order) const {
+  if (!cache_ || cache_->device() != options_.device) return false;
+  const CacheMode mode = cache_->mode();
+  const bool as_kept = mode == CacheMode::kBFloat16 || (mode == CacheMode::kFloat32 && !options_.bfloat16);
+  if (!as_kept) return false;
+  for (int64_t i : order) {
+    if (!cache_->contains(index_.bags[static_cast<size_t>(i)].path)) return false;
+  }
+  return true;
 }
 
 void BagLoader::start(std::vector<int64_t> order) {
@@ -124,6 +137,10 @@ void BagLoader::start(std::vector<int64_t> order) {
   {
     std::lock_guard<std::mutex> lock(mutex_);
     pending_ = order.size();
+  }
+  if (served_by_cache(order)) {
+    cached_order_ = std::move(order);
+    return;
   }
   reader_ = std::thread(&BagLoader::read_loop, this, std::move(order));
 }
@@ -183,6 +200,14 @@ void BagLoader::read_loop(std::vector<int64_t> order) {
 Bag BagLoader::next() {
   std::unique_lock<std::mutex> lock(mutex_);
   if (pending_ == 0) throw Error("BagLoader::next() called with no bags left in the pass");
+  if (!cached_order_.empty()) {  // a cached pass (a bag gone from the cache since start() is read here)
+    --pending_;
+    lock.unlock();
+    Upload upload;
+    Bag bag = load(cached_order_[cached_next_++], upload);
+    bag.features = DeviceUploader::arrived(upload);
+    return bag;
+  }
   changed_.wait(lock, [&] { return !ready_.empty() || reader_done_; });
   if (ready_.empty()) throw Error("the bag reader stopped early");
   Ready item = std::move(ready_.front());

@@ -64,6 +64,40 @@ TEST_F(Loader, RamCacheServesLaterEpochsWithTheSameData) {
   for (size_t i = 0; i < all.size(); ++i) EXPECT_TRUE(torch::equal(loader.next().features, first[i]));
 }
 
+// A pass the cache holds entirely is served on the caller's thread (no reader): the same bags, in the order
+// asked, with the pass's end and the rounding a bfloat16 loader asks of a float32 cache as on the reader path.
+TEST_F(Loader, ACachedPassServesTheOrderAskedAsTheReaderWould) {
+  auto cache = std::make_shared<BagCache>(CacheMode::kFloat32);
+  BagLoader loader(index_, {}, cache);
+  loader.start({0, 1, 2, 3, 4, 5});
+  std::vector<torch::Tensor> first;
+  while (loader.has_next()) first.push_back(loader.next().features);
+  for (const auto& b : index_.bags) std::filesystem::remove(b.path);
+
+  const std::vector<int64_t> order = {5, 0, 3, 5};
+  loader.start(order);
+  for (int64_t i : order) {
+    ASSERT_TRUE(loader.has_next());
+    const Bag bag = loader.next();
+    EXPECT_EQ(bag.index, i);
+    EXPECT_TRUE(torch::equal(bag.features, first[static_cast<size_t>(i)]));
+  }
+  EXPECT_FALSE(loader.has_next());
+  EXPECT_THROW(loader.next(), Error);
+
+  LoaderOptions bf16;
+  bf16.bfloat16 = true;
+  BagLoader rounding(index_, bf16, cache);
+  rounding.start({2});
+  const Bag bag = rounding.next();
+  EXPECT_EQ(bag.features.scalar_type(), torch::kBFloat16);
+  EXPECT_TRUE(torch::equal(bag.features, first[2].to(torch::kBFloat16)));
+
+  loader.start({1, 7});  // bag 7 is not cached (and its file is gone): the reader's path, its error at bag 7
+  EXPECT_EQ(loader.next().index, 1);
+  EXPECT_THROW(loader.next(), Error);
+}
+
 TEST_F(Loader, Float16CacheHalvesMemory) {
   LoaderOptions opts;
   opts.cache = CacheMode::kFloat16;
