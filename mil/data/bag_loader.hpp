@@ -1,6 +1,7 @@
 #pragma once
 // Feeds bags to the trainer: a background thread reads the next bags from disk (or the RAM cache) while
-// the current one trains, with a bounded number of bags in flight.
+// the current one trains, with a bounded number of bags in flight; a pass the cache holds entirely is
+// served by next() itself.
 #include <torch/torch.h>
 
 #include <condition_variable>
