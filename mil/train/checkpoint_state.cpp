@@ -243,15 +243,17 @@ std::map<std::string, std::string> encode_checkpoint(const JobProgress& progress
 
 namespace {
 
-JobProgress decode_checked(const Checkpoint& ckpt, const JobIdentity& expected) {
-  const auto file = [&](const char* name) -> const std::string& {
-    auto it = ckpt.files.find(name);
-    if (it == ckpt.files.end()) throw Error(ckpt.path, name, "missing from the checkpoint");
-    return it->second;
-  };
+const std::string& checkpoint_file(const Checkpoint& ckpt, const char* name) {
+  auto it = ckpt.files.find(name);
+  if (it == ckpt.files.end()) throw Error(ckpt.path, name, "missing from the checkpoint");
+  return it->second;
+}
+
+// state.json, parsed, of our format and of a version this build reads.
+json read_state(const Checkpoint& ckpt) {
   json state;
   try {
-    state = json::parse(file(kState));
+    state = json::parse(checkpoint_file(ckpt, kState));
   } catch (const json::exception& e) {
     throw Error(ckpt.path, kState, std::string("unreadable: ") + e.what());
   }
@@ -264,7 +266,11 @@ JobProgress decode_checked(const Checkpoint& ckpt, const JobIdentity& expected) 
                     std::to_string(kOldestReadableCheckpointVersion) + " to " +
                     std::to_string(kCheckpointFormatVersion));
   }
-  // The identity: refuse to continue another training.
+  return state;
+}
+
+// The identity: refuses to continue another training (settings, layout, data), naming every difference.
+void check_identity(const json& state, const JobIdentity& expected, const std::string& path) {
   std::vector<std::string> why = setting_differences(state.at("settings"), expected.settings);
   const std::string layout = layout_difference(state, expected);
   if (!layout.empty()) why.push_back(layout);
@@ -272,18 +278,19 @@ JobProgress decode_checked(const Checkpoint& ckpt, const JobIdentity& expected) 
     why.push_back("the data differ (slide ids, instance counts, labels or splits; digest " +
                   state.at("data_digest").get<std::string>() + " in the checkpoint, now " + expected.data_digest + ")");
   }
-  if (!why.empty()) {
-    std::string text = "was written by a different training job: ";
-    for (size_t i = 0; i < why.size(); ++i) text += (i ? "; " : "") + why[i];
-    throw Error(ckpt.path, "", text + ". Pass --no-resume to start afresh, or use another --checkpoint-dir");
-  }
+  if (why.empty()) return;
+  std::string text = "was written by a different training job: ";
+  for (size_t i = 0; i < why.size(); ++i) text += (i ? "; " : "") + why[i];
+  throw Error(path, "", text + ". Pass --no-resume to start afresh, or use another --checkpoint-dir");
+}
 
+// tensors.pt, each tensor under the name state.json gives it.
+TensorReader read_tensors(const Checkpoint& ckpt, const std::vector<std::string>& names) {
   TensorReader tensors;
   tensors.source = ckpt.path;
-  const std::vector<std::string> names = state.at("tensors").get<std::vector<std::string>>();
   try {
     std::vector<torch::Tensor> values;
-    std::istringstream in(file(kTensors));
+    std::istringstream in(checkpoint_file(ckpt, kTensors));
     torch::load(values, in);
     if (values.size() != names.size()) {
       throw Error(ckpt.path, kTensors,
@@ -297,6 +304,50 @@ JobProgress decode_checked(const Checkpoint& ckpt, const JobIdentity& expected) 
   } catch (const std::exception& e) {  // torch::load's TorchScript parser throws std::runtime_error subclasses
     throw Error(ckpt.path, kTensors, std::string("unreadable: ") + e.what());
   }
+  return tensors;
+}
+
+FinishedRun decode_finished(const json& f, size_t i, const TensorReader& tensors,
+                            const std::vector<std::string>& names) {
+  const std::string prefix = "finished/" + std::to_string(i) + "/";
+  FinishedRun r;
+  r.fold = f.at("fold").get<int>();
+  r.weights = tensors.state_dict(prefix + "weights/", names);
+  r.feature_mean = tensors.optional(prefix + "feature_mean");
+  r.feature_std = tensors.optional(prefix + "feature_std");
+  r.thresholds = f.at("thresholds").get<std::vector<double>>();
+  r.info = f.at("info");
+  r.val_loss = to_double(f.at("val_loss"));
+  r.val_probs = f.at("val_probs").get<std::vector<std::vector<double>>>();
+  return r;
+}
+
+RunProgress decode_current(const json& c, const TensorReader& tensors, const std::vector<std::string>& names,
+                           const Checkpoint& ckpt) {
+  RunProgress r;
+  r.fold = c.at("fold").get<int>();
+  r.epoch = c.at("epoch").get<int>();
+  r.step = c.at("step").get<int64_t>();
+  for (const json& v : c.at("bag_stats")) r.bag_stats.push_back(to_double(v));
+  r.weights = tensors.state_dict("current/weights/", names);
+  r.best_weights = tensors.state_dict("current/best_weights/", names);
+  r.feature_mean = tensors.optional("current/feature_mean");
+  r.feature_std = tensors.optional("current/feature_std");
+  r.optimizer = checkpoint_file(ckpt, kOptimizer);
+  r.best_score = to_double(c.at("best_score"));
+  r.best_epoch = c.at("best_epoch").get<int>();
+  r.epochs_without_improvement = c.at("epochs_without_improvement").get<int>();
+  r.best_thresholds = c.at("best_thresholds").get<std::vector<double>>();
+  r.best_val_loss = to_double(c.at("best_val_loss"));
+  r.best_val_probs = c.at("best_val_probs").get<std::vector<std::vector<double>>>();
+  return r;
+}
+
+JobProgress decode_checked(const Checkpoint& ckpt, const JobIdentity& expected) {
+  const json state = read_state(ckpt);
+  check_identity(state, expected, ckpt.path);
+  const std::vector<std::string> names = state.at("tensors").get<std::vector<std::string>>();
+  const TensorReader tensors = read_tensors(ckpt, names);
 
   JobProgress p;
   try {
@@ -305,40 +356,9 @@ JobProgress decode_checked(const Checkpoint& ckpt, const JobIdentity& expected) 
     p.total_epochs_planned = state.at("total_epochs_planned").get<int>();
     p.epochs_done = state.at("epochs_done").get<int>();
     const json& finished = state.at("finished");
-    for (size_t i = 0; i < finished.size(); ++i) {
-      const json& f = finished[i];
-      const std::string prefix = "finished/" + std::to_string(i) + "/";
-      FinishedRun r;
-      r.fold = f.at("fold").get<int>();
-      r.weights = tensors.state_dict(prefix + "weights/", names);
-      r.feature_mean = tensors.optional(prefix + "feature_mean");
-      r.feature_std = tensors.optional(prefix + "feature_std");
-      r.thresholds = f.at("thresholds").get<std::vector<double>>();
-      r.info = f.at("info");
-      r.val_loss = to_double(f.at("val_loss"));
-      r.val_probs = f.at("val_probs").get<std::vector<std::vector<double>>>();
-      p.finished.push_back(std::move(r));
-    }
+    for (size_t i = 0; i < finished.size(); ++i) p.finished.push_back(decode_finished(finished[i], i, tensors, names));
     const json& c = state.at("current");
-    if (!c.is_null()) {
-      RunProgress r;
-      r.fold = c.at("fold").get<int>();
-      r.epoch = c.at("epoch").get<int>();
-      r.step = c.at("step").get<int64_t>();
-      for (const json& v : c.at("bag_stats")) r.bag_stats.push_back(to_double(v));
-      r.weights = tensors.state_dict("current/weights/", names);
-      r.best_weights = tensors.state_dict("current/best_weights/", names);
-      r.feature_mean = tensors.optional("current/feature_mean");
-      r.feature_std = tensors.optional("current/feature_std");
-      r.optimizer = file(kOptimizer);
-      r.best_score = to_double(c.at("best_score"));
-      r.best_epoch = c.at("best_epoch").get<int>();
-      r.epochs_without_improvement = c.at("epochs_without_improvement").get<int>();
-      r.best_thresholds = c.at("best_thresholds").get<std::vector<double>>();
-      r.best_val_loss = to_double(c.at("best_val_loss"));
-      r.best_val_probs = c.at("best_val_probs").get<std::vector<std::vector<double>>>();
-      p.current = std::move(r);
-    }
+    if (!c.is_null()) p.current = decode_current(c, tensors, names, ckpt);
   } catch (const json::exception& e) {
     throw Error(ckpt.path, kState, std::string("malformed: ") + e.what());
   }
