@@ -16,32 +16,63 @@ struct Slot {
   int64_t offset = 0;                 // in floats, from the start of the buffer
 };
 
-}  // namespace
+using BufferOrder = std::vector<std::pair<std::string, torch::Tensor DsmilTensors::*>>;
 
-FlatParameters::FlatParameters(DsmilNetImpl& net) : cfg_(net.config()) {
-  const int64_t d = cfg_.feature_dim;
-  const int64_t c = cfg_.num_classes;
-  const int64_t h = ModelConfig::kQueryDim;
-  const std::string q1 = cfg_.nonlinear_q ? "b_classifier.q.0." : "b_classifier.q.";
-  std::map<std::string, torch::Tensor> params;
-  for (const auto& item : net.named_parameters()) params[item.key()] = item.value();
-
-  // Keys in buffer order; each combined view starts at its first key's offset.
-  std::vector<std::pair<std::string, torch::Tensor DsmilTensors::*>> order = {
-      {"i_classifier.fc.0.weight", &DsmilTensors::w_in},
-      {q1 + "weight", nullptr},
-      {"i_classifier.fc.0.bias", &DsmilTensors::b_in},
-      {q1 + "bias", nullptr}};
-  if (cfg_.nonlinear_q) {
+// The parameters' keys in buffer order, each with the combined view it starts (nullptr: it continues the
+// previous one): the instance classifier's rows and q's first layer's are one [C + 128, D] matrix.
+BufferOrder buffer_order(const ModelConfig& cfg) {
+  const std::string q1 = cfg.nonlinear_q ? "b_classifier.q.0." : "b_classifier.q.";
+  BufferOrder order = {{"i_classifier.fc.0.weight", &DsmilTensors::w_in},
+                       {q1 + "weight", nullptr},
+                       {"i_classifier.fc.0.bias", &DsmilTensors::b_in},
+                       {q1 + "bias", nullptr}};
+  if (cfg.nonlinear_q) {
     order.push_back({"b_classifier.q.2.weight", &DsmilTensors::w_q2});
     order.push_back({"b_classifier.q.2.bias", &DsmilTensors::b_q2});
   }
-  if (cfg_.passing_v) {
+  if (cfg.passing_v) {
     order.push_back({"b_classifier.v.1.weight", &DsmilTensors::w_v});
     order.push_back({"b_classifier.v.1.bias", &DsmilTensors::b_v});
   }
   order.push_back({"b_classifier.fcc.weight", &DsmilTensors::w_bag});
   order.push_back({"b_classifier.fcc.bias", &DsmilTensors::b_bag});
+  return order;
+}
+
+// The combined views the step works with, of `buffer` (the values or the gradients).
+DsmilTensors combined_views(const torch::Tensor& buffer, const std::vector<Slot>& slots, const ModelConfig& cfg) {
+  const int64_t d = cfg.feature_dim;
+  const int64_t c = cfg.num_classes;
+  const int64_t h = ModelConfig::kQueryDim;
+  DsmilTensors views;
+  const auto bind = [&](torch::Tensor DsmilTensors::*view, std::vector<int64_t> shape) {
+    int64_t n = 1;
+    for (int64_t e : shape) n *= e;
+    for (const Slot& s : slots) {
+      if (s.view == view) views.*view = buffer.narrow(0, s.offset, n).view(shape);
+    }
+  };
+  bind(&DsmilTensors::w_in, {c + h, d});
+  bind(&DsmilTensors::b_in, {c + h});
+  if (cfg.nonlinear_q) {
+    bind(&DsmilTensors::w_q2, {h, h});
+    bind(&DsmilTensors::b_q2, {h});
+  }
+  if (cfg.passing_v) {
+    bind(&DsmilTensors::w_v, {d, d});
+    bind(&DsmilTensors::b_v, {d});
+  }
+  bind(&DsmilTensors::w_bag, {c, c * d});
+  bind(&DsmilTensors::b_bag, {c});
+  return views;
+}
+
+}  // namespace
+
+FlatParameters::FlatParameters(DsmilNetImpl& net) : cfg_(net.config()) {
+  std::map<std::string, torch::Tensor> params;
+  for (const auto& item : net.named_parameters()) params[item.key()] = item.value();
+  const BufferOrder order = buffer_order(cfg_);
   if (order.size() != params.size()) {
     throw Error("", "FlatParameters",
                 "the model has " + std::to_string(params.size()) + " parameters, expected " +
@@ -59,38 +90,14 @@ FlatParameters::FlatParameters(DsmilNetImpl& net) : cfg_(net.config()) {
   values_ = torch::empty({numel_}, first.options().requires_grad(false));
   grads_ = torch::zeros({numel_ + kSpareSlots}, values_.options());
   torch::NoGradGuard no_grad;
-  for (const Slot& s : slots) {
+  for (const Slot& s : slots) {  // the parameters become views of the buffer, their values moved in
     torch::Tensor& p = params.at(s.key);
     torch::Tensor view = values_.narrow(0, s.offset, p.numel()).view(p.sizes());
     view.copy_(p.detach());
     p.set_data(view);
   }
-
-  // The combined views the step works with.
-  const auto at = [&](const std::string& key) {
-    for (const Slot& s : slots) {
-      if (s.key == key) return s.offset;
-    }
-    return int64_t{-1};
-  };
-  const auto bind = [&](torch::Tensor DsmilTensors::*view, const std::string& key, std::vector<int64_t> shape) {
-    int64_t n = 1;
-    for (int64_t e : shape) n *= e;
-    value_views_.*view = values_.narrow(0, at(key), n).view(shape);
-    grad_views_.*view = grads_.narrow(0, at(key), n).view(shape);
-  };
-  bind(&DsmilTensors::w_in, "i_classifier.fc.0.weight", {c + h, d});
-  bind(&DsmilTensors::b_in, "i_classifier.fc.0.bias", {c + h});
-  if (cfg_.nonlinear_q) {
-    bind(&DsmilTensors::w_q2, "b_classifier.q.2.weight", {h, h});
-    bind(&DsmilTensors::b_q2, "b_classifier.q.2.bias", {h});
-  }
-  if (cfg_.passing_v) {
-    bind(&DsmilTensors::w_v, "b_classifier.v.1.weight", {d, d});
-    bind(&DsmilTensors::b_v, "b_classifier.v.1.bias", {d});
-  }
-  bind(&DsmilTensors::w_bag, "b_classifier.fcc.weight", {c, c * d});
-  bind(&DsmilTensors::b_bag, "b_classifier.fcc.bias", {c});
+  value_views_ = combined_views(values_, slots, cfg_);
+  grad_views_ = combined_views(grads_, slots, cfg_);
 }
 
 void FlatParameters::zero_grads() {
