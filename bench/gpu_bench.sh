@@ -7,7 +7,7 @@
 #      system's torch, so nothing is downloaded; the Debian package step is skipped);
 #   2. runs the checks that need a GPU: the unit tests of the device-resident gradient reduction, the
 #      communicator's tests over c10d NCCL (mpirun -np 2 with two GPUs, else -np 1), a short --comm nccl
-#      training run;
+#      training run; and, where the host's CPU has AMX, the CPU bf16 step's figures (issue 15);
 #   3. generates one channel: 200 slides (160 train + 40 validation) of N = 10,000 instances, D = 1024
 #      (dsmil_make_bags; a Python stand-in of the same sizes when dsmil could not be built);
 #   4. times on the same GPU dsmil_train --device cuda (RAM cache, then --cache gpu) and
@@ -162,7 +162,8 @@ else
   fi
   # DSMIL_SKIP_DEPS: no apt (the packages were checked above). Only the targets this script runs.
   step env BUILD_DIR="$BUILD_DIR" TORCH_VENV="$TORCH_VENV" DSMIL_SKIP_DEPS=1 \
-    BUILD_TARGETS="dsmil_train dsmil_make_bags dsmil_tests dsmil_mpi_tests dsmil_compare_runs" scripts/build_cuda.sh
+    BUILD_TARGETS="dsmil_train dsmil_make_bags dsmil_tests dsmil_mpi_tests dsmil_compare_runs dsmil_bench_step" \
+    scripts/build_cuda.sh
 fi
 
 # --- 2. The checks that need a GPU ----------------------------------------------------------------------
@@ -220,6 +221,14 @@ if [ "$CAN_BUILD" = 1 ] && [ "$SKIP_BUILD" = 0 ]; then
     --model-dir "$WORK/gpu_bm" --output-dir "$WORK/gpu_bo" --checkpoint-dir "$WORK/gpu_bc"
   if [ "$DRY_RUN" = 0 ] && ! grep -q 'precision bf16' "$WORK/check_gpu_train_bf16.log"; then
     CHECKS+=("gpu_train_bf16: FAILED (no 'precision bf16' line)")
+  fi
+  # Issue 15's last figure, on this host's CPU where it has AMX (the development machines have none): the bf16
+  # step against the fp32 step, two threads on two cores as the issue's figures (products through the wheel's
+  # libtorch, whose oneDNN uses AMX). The table lands in check_cpu_bf16_amx.log and in the summary.
+  if [ "$DRY_RUN" = 1 ] || grep -qw amx_bf16 /proc/cpuinfo; then
+    check cpu_bf16_amx taskset -c 0,1 "$BUILD_DIR/bench/dsmil_bench_step" --threads 2 --rounds 5 --bf16-only
+  else
+    CHECKS+=("cpu_bf16_amx: skipped (no amx_bf16 in /proc/cpuinfo)")
   fi
   for c in "${CHECKS[@]}"; do log "check $c"; done
 fi
@@ -372,6 +381,10 @@ summary() {
   echo "GPU busy target: >= 70% in steady state. Logs and samples: $WORK"
   [ "${#MISSING[@]}" = 0 ] || echo "dsmil not built here; missing: $(IFS=';' && echo "${MISSING[*]}")"
   for c in "${CHECKS[@]}"; do echo "check $c"; done
+  if [ -f "$WORK/check_cpu_bf16_amx.log" ]; then
+    echo "CPU bf16 step vs fp32 step (issue 15: >= 2.5x at N >= 1000), $(grep -m1 -o 'model name.*' /proc/cpuinfo):"
+    grep '^|' "$WORK/check_cpu_bf16_amx.log" || true
+  fi
 }
 echo
 if [ -n "${OUT:-}" ]; then summary | tee "$OUT/gpu_bench.txt"; else summary; fi
