@@ -12,6 +12,7 @@
 #include "mil/model/loss.hpp"
 #include "mil/model/state_dict.hpp"
 #include "mil/train/fused_adam.hpp"
+#include "mil/util/error.hpp"
 #include "tests/model/architectures.hpp"
 #include "tests/test_util.hpp"
 
@@ -204,6 +205,39 @@ TEST(DsmilStep, ThreeAdamStepsMatchTheAuthorsCode) {
     }
     // The reference test's bound on elements whose near-zero gradient makes Adam's step rounding noise.
     EXPECT_LE(outside_1e5, 5e-4 * flat.numel());
+  }
+}
+
+// The CPU step reads the trainer's float32 targets as they lie and converts any other: the same loss and the
+// same gradient bits for a target of another type, shape or layout; a wrong count is refused.
+TEST(DsmilStep, ATargetOfAnyTypeOrLayoutTrainsTheSameStep) {
+  torch::manual_seed(4);
+  ModelConfig mc;
+  mc.feature_dim = 24;
+  mc.num_classes = 3;
+  DsmilNet net(mc);
+  FlatParameters flat(*net);
+  DsmilStep step(flat);
+  const torch::Tensor x = torch::randn({9, 24});
+  const torch::Tensor y = torch::tensor({1.0f, 0.0f, 1.0f});
+  const auto run = [&](const torch::Tensor& target) {
+    flat.zero_grads();
+    const double loss = step.accumulate(x, target);
+    return std::make_pair(loss, flat.grads().clone());
+  };
+  const auto [loss, grads] = run(y);
+  const torch::Tensor strided = torch::stack({y, y}, 1).select(1, 0);  // stride 2: not contiguous
+  ASSERT_FALSE(strided.is_contiguous());
+  for (const torch::Tensor& other : {y.to(torch::kDouble), y.view({1, 3}), strided}) {
+    const auto [l, g] = run(other);
+    EXPECT_EQ(l, loss);
+    EXPECT_TRUE(torch::equal(g, grads));
+  }
+  try {
+    run(torch::ones({2}));
+    FAIL() << "expected mil::Error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("target has 2 values, the model 3"), std::string::npos) << e.what();
   }
 }
 
