@@ -1,6 +1,7 @@
 #pragma once
 // What the two hand-written steps (DsmilStep, one bag; PackedStep, several) share: the loss in scalar form
-// and the workspace buffers their passes write into.
+// (mil/model/loss.hpp's, which validation uses too) and with libtorch ops, and the workspace buffers their
+// passes write into.
 #include <torch/torch.h>
 
 #include <algorithm>
