@@ -209,19 +209,9 @@ double DsmilStep::loss_and_gradients_on_host(const torch::Tensor& target) {
   // The trainer's targets are CPU float32 rows, read as they are; anything else converted first.
   const bool as_is = target.device().is_cpu() && target.scalar_type() == torch::kFloat && target.is_contiguous();
   const torch::Tensor t = as_is ? target : target.to(torch::kCPU, torch::kFloat).contiguous();
-  const float* pt = t.data_ptr<float>();
-  const float* pb = bag_logits_.data_ptr<float>();
-  const float* pm = max_val_.data_ptr<float>();
   float* g = d_out_.data_ptr<float>();
-  double bag_loss = 0, max_loss = 0;
-  for (int64_t k = 0; k < c; ++k) {
-    bag_loss += bce_with_logits(pb[k], pt[k]);
-    max_loss += bce_with_logits(pm[k], pt[k]);
-    // 0.5 * mean over classes of each BCE: d/dx = 0.5 / C * (sigmoid(x) - t).
-    g[k] = static_cast<float>(0.5 / c * (sigmoid(pb[k]) - pt[k]));
-    g[c + k] = static_cast<float>(0.5 / c * (sigmoid(pm[k]) - pt[k]));
-  }
-  return 0.5 * bag_loss / c + 0.5 * max_loss / c;
+  return dsmil_loss_of_logits(c, bag_logits_.data_ptr<float>(), max_val_.data_ptr<float>(), t.data_ptr<float>(), g,
+                              g + c);
 }
 
 // The GPU's way: libtorch ops where the logits lie, no host round trip.

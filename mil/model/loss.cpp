@@ -34,13 +34,7 @@ double dsmil_loss_on_host(const DsmilOutput& out, const std::vector<float>& targ
   const int64_t c = out.bag_logits.numel();
   MIL_CHECK(static_cast<int64_t>(target.size()) == c && static_cast<int64_t>(top.size()) == c, "C targets");
   const torch::Tensor bag = out.bag_logits.contiguous();
-  const float* pb = bag.data_ptr<float>();
-  double bag_loss = 0, max_loss = 0;
-  for (int64_t k = 0; k < c; ++k) {
-    bag_loss += bce_with_logits(pb[k], target[static_cast<size_t>(k)]);
-    max_loss += bce_with_logits(top[static_cast<size_t>(k)], target[static_cast<size_t>(k)]);
-  }
-  return 0.5 * bag_loss / static_cast<double>(c) + 0.5 * max_loss / static_cast<double>(c);
+  return dsmil_loss_of_logits(c, bag.data_ptr<float>(), top.data(), target.data());
 }
 
 }  // namespace mil

@@ -167,15 +167,8 @@ torch::Tensor PackedStep::loss_and_gradients(const torch::Tensor& targets) {
   torch::Tensor losses = torch::empty({bags}, torch::kDouble);
   double* pl = losses.data_ptr<double>();
   for (int64_t b = 0; b < bags; ++b) {
-    double bag_loss = 0, max_loss = 0;
-    for (int64_t i = b * c; i < (b + 1) * c; ++i) {
-      bag_loss += bce_with_logits(pb[i], pt[i]);
-      max_loss += bce_with_logits(pm[i], pt[i]);
-      // Each bag's loss is 0.5 * mean over classes of each BCE: d/dx = 0.5 / C * (sigmoid(x) - t).
-      g_bag[i] = static_cast<float>(0.5 / c * (sigmoid(pb[i]) - pt[i]));
-      g_max[i] = static_cast<float>(0.5 / c * (sigmoid(pm[i]) - pt[i]));
-    }
-    pl[b] = 0.5 * bag_loss / c + 0.5 * max_loss / c;
+    const int64_t i = b * c;
+    pl[b] = dsmil_loss_of_logits(c, pb + i, pm + i, pt + i, g_bag + i, g_max + i);
   }
   return losses;
 }

@@ -1,7 +1,7 @@
 #pragma once
-// What the two hand-written steps (DsmilStep, one bag; PackedStep, several) share: the loss in scalar form
-// (mil/model/loss.hpp's, which validation uses too) and with libtorch ops, and the workspace buffers their
-// passes write into.
+// What the two hand-written steps (DsmilStep, one bag; PackedStep, several) share: the loss with libtorch ops
+// (the CPU's scalar form is mil/model/loss.hpp's dsmil_loss_of_logits) and the workspace buffers their passes
+// write into.
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -15,9 +15,6 @@
 namespace mil::step_math {
 
 constexpr int64_t kH = ModelConfig::kQueryDim;
-
-using mil::bce_with_logits;  // the loss in scalar form (mil/model/loss.hpp)
-using mil::sigmoid;
 
 // The loss with libtorch ops where the logits lie (the GPU's way: no host round trip), for B bags of C
 // classes: bag_logits, max_logits and targets [B, C]. Writes the gradients w.r.t. both logits into d_bag and
