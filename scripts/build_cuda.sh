@@ -63,8 +63,14 @@ else
     log "creating venv $TORCH_VENV"
     "$PYTHON" -m venv "$TORCH_VENV"
   fi
-  log "installing torch from PyPI into $TORCH_VENV (about 5 GB with its nvidia-* wheels, a few minutes)"
-  "$VPY" -m pip install torch h5py scikit-learn
+  # About 3.5 GB of wheels unpack to 6 GB; the install peaked at 8.4 GB (torch 2.15). No pip cache: it would keep
+  # another 3.5 GB copy of the wheels (CI ran out of disk here once).
+  need_gib=10
+  free_gib=$(df -Pk "$(dirname "$TORCH_VENV")" | awk 'NR == 2 { print int($4 / 1048576) }')
+  [ "$free_gib" -ge "$need_gib" ] \
+    || die "installing torch into $TORCH_VENV needs about $need_gib GiB free there; $free_gib GiB is free"
+  log "installing torch from PyPI into $TORCH_VENV (about 6 GB with its nvidia-* wheels, a few minutes; $free_gib GiB free)"
+  "$VPY" -m pip install --no-cache-dir torch h5py scikit-learn
   "$VPY" -W ignore -c 'import torch, h5py, sklearn' || die "torch, h5py or sklearn does not import in $TORCH_VENV after pip install"
   log "torch $("$VPY" -W ignore -c 'import torch; print(torch.__version__)') installed in $(( $(now) - t0 )) s"
 fi
