@@ -13,6 +13,7 @@ part_start=$SECONDS
 # Free space on the checkout's file system, in GiB: CI hosts vary (one ran out during the torch install).
 free_gib() { df -Pk . | awk 'NR == 2 { print int($4 / 1048576) }'; }
 
+if in_ci; then echo "[test.sh] $(free_gib) GiB free at the start"; fi
 scripts/build.sh
 part "install and build"
 BUILD_DIR=${BUILD_DIR:-build}
