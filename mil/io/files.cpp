@@ -34,6 +34,23 @@ void fsync_directory(const std::filesystem::path& dir) {
 
 }  // namespace
 
+void write_file_synced(const std::string& path, std::string_view bytes) {
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) throw Error(path, "", "cannot create: " + errno_text());
+  try {
+    write_all(fd, bytes, path);
+    if (::fsync(fd) != 0) throw Error(path, "", "fsync failed: " + errno_text());
+  } catch (...) {
+    ::close(fd);
+    ::unlink(path.c_str());
+    throw;
+  }
+  if (::close(fd) != 0) {
+    ::unlink(path.c_str());
+    throw Error(path, "", "close failed: " + errno_text());
+  }
+}
+
 void write_file_atomically(const std::string& path, std::string_view bytes) {
   namespace fs = std::filesystem;
   const fs::path target(path);
@@ -41,19 +58,10 @@ void write_file_atomically(const std::string& path, std::string_view bytes) {
   tmp_name += target.filename().string();
   tmp_name += ".tmp";
   const fs::path tmp = target.parent_path() / tmp_name;
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) throw Error(path, "", "cannot create " + tmp.string() + ": " + errno_text());
   try {
-    write_all(fd, bytes, path);
-    if (::fsync(fd) != 0) throw Error(path, "", "fsync failed: " + errno_text());
-  } catch (...) {
-    ::close(fd);
-    ::unlink(tmp.c_str());
-    throw;
-  }
-  if (::close(fd) != 0) {
-    ::unlink(tmp.c_str());
-    throw Error(path, "", "close failed: " + errno_text());
+    write_file_synced(tmp.string(), bytes);
+  } catch (const Error& e) {
+    throw Error(path, "", e.reason() + " (its temporary " + tmp.string() + ")");
   }
   if (::rename(tmp.c_str(), target.c_str()) != 0) {
     std::string why = errno_text();

@@ -6,6 +6,11 @@
 
 namespace mil::io {
 
+// Creates (or truncates) `path`, writes `bytes` and fsyncs it. Not atomic on its own: for files inside a
+// directory that only becomes visible by a later rename (a checkpoint's hidden temporary directory).
+// Throws mil::Error naming the path on any failure, and removes the partial file.
+void write_file_synced(const std::string& path, std::string_view bytes);
+
 // Replaces `path` with `bytes` so that a reader (or an S3 sync) never sees a partial file: write to a
 // temporary file in the same directory, fsync it, rename it over `path`, fsync the directory.
 // Throws mil::Error naming the path on any failure; the previous file, if any, is left intact.

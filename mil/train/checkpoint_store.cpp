@@ -134,13 +134,14 @@ std::string CheckpointStore::write(int64_t step, const std::map<std::string, std
       if (name.empty() || name.find('/') != std::string::npos || name == kManifest) {
         throw Error(tmp.string(), name, "invalid checkpoint file name");
       }
-      io::write_file_atomically((tmp / name).string(), bytes);
+      // Plain synced files: the directory is the unit made visible (by its rename), not each file.
+      io::write_file_synced((tmp / name).string(), bytes);
       manifest["files"][name] = {{"size", bytes.size()}, {"crc32", crc32_hex(bytes)}};
       kill_point(2);
     }
     kill_point(3);
     // The manifest last: a directory without one is never taken for a checkpoint.
-    io::write_file_atomically((tmp / kManifest).string(), manifest.dump(2) + "\n");
+    io::write_file_synced((tmp / kManifest).string(), manifest.dump(2) + "\n");
     fsync_path(tmp, O_RDONLY | O_DIRECTORY);
     kill_point(4);
     fs::remove_all(final_path, ec);  // a leftover of an earlier run at the same step
@@ -152,20 +153,21 @@ std::string CheckpointStore::write(int64_t step, const std::map<std::string, std
     fs::remove_all(tmp, ec);
     throw;
   }
-  prune();
+  prune(final_path.string());
   kill_point(6);
   return final_path.string();
 }
 
 // Only now that the new checkpoint is complete: the newest `keep_` stay, and so does the newest checkpoint
-// that verifies, should every newer one fail its checksums. Temporaries left by killed writers go too: ours,
-// and, under the lock, any other (their writers are dead, or they would hold the lock).
-void CheckpointStore::prune() const {
+// that verifies, should every newer one fail its checksums (`written`, committed just now from the bytes in
+// hand, is not read back). Temporaries left by killed writers go too: ours, and, under the lock, any other
+// (their writers are dead, or they would hold the lock).
+void CheckpointStore::prune(const std::string& written) const {
   std::error_code ec;
   const std::vector<std::string> all = list();
   bool valid_seen = false;
   for (size_t i = 0; i < all.size(); ++i) {
-    const bool first_valid = !valid_seen && verify(all[i], nullptr).empty();
+    const bool first_valid = !valid_seen && (all[i] == written || verify(all[i], nullptr).empty());
     valid_seen = valid_seen || first_valid;
     if (i < static_cast<size_t>(keep_)) continue;
     if (first_valid) {

@@ -55,7 +55,7 @@ class CheckpointStore {
   std::optional<int64_t> newest_step() const;
 
  private:
-  void prune() const;
+  void prune(const std::string& written) const;
 
   std::string dir_;
   int keep_;

@@ -118,5 +118,30 @@ TEST(EnsureWritableDirectories, TrainingRefusesABadCheckpointDirBeforeReadingDat
   EXPECT_FALSE(fs::exists(tmp.file("output/tb")));  // nothing of the training started
 }
 
+// The writes behind checkpoints and model files: a full disk is an error naming the file, and neither a partial
+// file nor (for the atomic write) the previous contents' loss is left behind.
+TEST(WriteFile, SyncedReplacesTheContentsAndAFailedWriteLeavesNoPartialFile) {
+  test::TempDir tmp;
+  const std::string path = tmp.file("a.bin");
+  io::write_file_synced(path, std::string(10000, 'x'));
+  io::write_file_synced(path, "short");  // truncated, not overwritten in place
+  EXPECT_EQ(io::read_file(path), "short");
+  const auto limit = [] {
+    std::signal(SIGXFSZ, SIG_IGN);
+    const rlimit l{4096, 4096};
+    setrlimit(RLIMIT_FSIZE, &l);
+  };
+  const std::string big(8192, 'y');
+  EXPECT_EQ(child_status(
+                limit, [&] { io::write_file_synced(tmp.file("b.bin"), big); }, tmp.file("b.bin") + ": write failed"),
+            0);
+  EXPECT_FALSE(fs::exists(tmp.file("b.bin")));
+  EXPECT_EQ(child_status(
+                limit, [&] { io::write_file_atomically(path, big); }, path + ": write failed"),
+            0);
+  EXPECT_EQ(io::read_file(path), "short");
+  EXPECT_EQ(std::distance(fs::directory_iterator(tmp.path()), fs::directory_iterator{}), 1);  // no temporary
+}
+
 }  // namespace
 }  // namespace mil
