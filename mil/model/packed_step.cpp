@@ -190,50 +190,68 @@ void PackedStep::backward(const PackedBags& pack) {
   const int64_t c = cfg_.num_classes;
   const int64_t d = cfg_.feature_dim;
   const torch::TensorOptions opts = x.options();
-  const DsmilTensors& w = flat_.value_views();
   DsmilTensors& g = flat_.bag_grad_views();  // written, not added to: this pack's gradient alone
   const torch::Tensor d_out = d_out_.narrow(0, 0, 2 * bags * c).view({2, bags, c});
-  const torch::Tensor d_bag = d_out.select(0, 0);
-  const torch::Tensor d_max = d_out.select(0, 1);
   if (!ones_.defined() || ones_.numel() < t) ones_ = torch::ones({t}, opts);  // T >= B
   const torch::Tensor ones = ones_.narrow(0, 0, t);  // bias gradients are column sums: (d_out)ᵀ 1
 
-  // Bag classifier over the pack's embeddings: logits = vec(B) Wfᵀ + bf.
-  at::mv_out(g.b_bag, d_bag.t(), ones_.narrow(0, 0, bags));
-  at::mm_out(g.w_bag, d_bag.t(), fwd_.bag_rep.view({bags, c * d}));
-  torch::Tensor d_bag_rep = workspace(d_bag_rep_, bags, c * d, opts);
-  at::mm_out(d_bag_rep, d_bag, w.w_bag);
+  const torch::Tensor d_bag_rep = bag_classifier_backward(d_out.select(0, 0), g);
 
   // Each bag's B = A V (dA = dB Vᵀ, dV = Aᵀ dB), softmax and scale, then the scores against the critical
   // queries (rows of q), segment by segment; V's layer over the pack.
   torch::Tensor d_v = cfg_.passing_v ? workspace(d_v_, t, d, opts) : torch::Tensor();
   const torch::Tensor d_z = workspace(d_z_, t, c + kH, opts);
-  torch::Tensor d_z1 = d_z.narrow(1, c, kH);
-  const torch::Tensor z1 = z_.narrow(0, 0, t * (c + kH)).view({t, c + kH}).narrow(1, c, kH);
-  torch::Tensor d_q = cfg_.nonlinear_q ? workspace(d_q_, t, kH, opts) : d_z1;
+  torch::Tensor d_q = cfg_.nonlinear_q ? workspace(d_q_, t, kH, opts) : d_z.narrow(1, c, kH);
   attention_backward(d_bag_rep, cfg_.passing_v ? &d_v : nullptr, d_q);
   if (cfg_.passing_v) {
     if (cfg_.value_relu) at::threshold_backward_out(d_v, d_v, v_now_, 0);
     at::mm_out(g.w_v, d_v.t(), xv_now_);
     at::mv_out(g.b_v, d_v.t(), ones);
   }
-  if (cfg_.nonlinear_q) {
-    if (loops_) {
-      row_ops::tanh_grad(block(q_now_), block(d_q), g.b_q2.data_ptr<float>());
-    } else {
-      at::tanh_backward_out(d_q, d_q, q_now_);
-      at::mv_out(g.b_q2, d_q.t(), ones);
-    }
-    at::mm_out(g.w_q2, d_q.t(), z1);  // z1 holds relu(x W1ᵀ + b1)
-    at::mm_out(d_z1, d_q, w.w_q2);
-    if (loops_) {
-      row_ops::relu_grad(block(z1), block(d_z1), g.b_in.narrow(0, c, kH).data_ptr<float>());
-    } else {
-      at::threshold_backward_out(d_z1, d_z1, z1, 0);
-    }
-  }
+  if (cfg_.nonlinear_q) query_backward(d_q, d_z, ones, g);
+  instance_classifier_backward(x, d_out.select(0, 1), d_z, ones, g);
+  flat_.add_bag_grads();
+}
 
-  // Each bag's max-pool: the gradient reaches its argmax row of each class only.
+// The bag classifier over the pack's embeddings, logits = vec(B) Wfᵀ + bf: its gradients, and dB.
+torch::Tensor PackedStep::bag_classifier_backward(const torch::Tensor& d_bag, DsmilTensors& g) {
+  const int64_t bags = d_bag.size(0);
+  const int64_t d = cfg_.feature_dim;
+  at::mv_out(g.b_bag, d_bag.t(), ones_.narrow(0, 0, bags));
+  at::mm_out(g.w_bag, d_bag.t(), fwd_.bag_rep.view({bags, cfg_.num_classes * d}));
+  torch::Tensor d_bag_rep = workspace(d_bag_rep_, bags, cfg_.num_classes * d, d_bag.options());
+  at::mm_out(d_bag_rep, d_bag, flat_.value_views().w_bag);
+  return d_bag_rep;
+}
+
+// q's two layers, q = tanh(z1 W2ᵀ + b2) with z1 = relu(x W1ᵀ + b1): from dq to W2's gradients and dz1 (in d_z).
+void PackedStep::query_backward(torch::Tensor& d_q, const torch::Tensor& d_z, const torch::Tensor& ones,
+                                DsmilTensors& g) {
+  const int64_t t = d_q.size(0);
+  const int64_t c = cfg_.num_classes;
+  torch::Tensor d_z1 = d_z.narrow(1, c, kH);
+  const torch::Tensor z1 = z_.narrow(0, 0, t * (c + kH)).view({t, c + kH}).narrow(1, c, kH);
+  if (loops_) {
+    row_ops::tanh_grad(block(q_now_), block(d_q), g.b_q2.data_ptr<float>());
+  } else {
+    at::tanh_backward_out(d_q, d_q, q_now_);
+    at::mv_out(g.b_q2, d_q.t(), ones);
+  }
+  at::mm_out(g.w_q2, d_q.t(), z1);  // z1 holds relu(x W1ᵀ + b1)
+  at::mm_out(d_z1, d_q, flat_.value_views().w_q2);
+  if (loops_) {
+    row_ops::relu_grad(block(z1), block(d_z1), g.b_in.narrow(0, c, kH).data_ptr<float>());
+  } else {
+    at::threshold_backward_out(d_z1, d_z1, z1, 0);
+  }
+}
+
+// Each bag's max-pool (the gradient reaches its argmax row of each class only), then the instance classifier
+// and q's first layer, one GEMM over the pack.
+void PackedStep::instance_classifier_backward(const torch::Tensor& x, const torch::Tensor& d_max,
+                                              const torch::Tensor& d_z, const torch::Tensor& ones, DsmilTensors& g) {
+  const int64_t c = cfg_.num_classes;
+  const int64_t bags = d_max.size(0);
   torch::Tensor d_logits = d_z.narrow(1, 0, c);
   d_logits.zero_();
   if (loops_) {
@@ -251,7 +269,6 @@ void PackedStep::backward(const PackedBags& pack) {
   } else {
     at::mv_out(g.b_in, d_z.t(), ones);
   }
-  flat_.add_bag_grads();
 }
 
 void PackedStep::attention_backward(const torch::Tensor& d_bag_rep, torch::Tensor* d_v, torch::Tensor& d_q) {

@@ -61,6 +61,10 @@ class PackedStep {
   torch::Tensor loss_and_gradients(const torch::Tensor& targets);
   torch::Tensor loss_and_gradients_on_device(const torch::Tensor& targets);
   void backward(const PackedBags& pack);
+  torch::Tensor bag_classifier_backward(const torch::Tensor& d_bag, DsmilTensors& g);
+  void query_backward(torch::Tensor& d_q, const torch::Tensor& d_z, const torch::Tensor& ones, DsmilTensors& g);
+  void instance_classifier_backward(const torch::Tensor& x, const torch::Tensor& d_max, const torch::Tensor& d_z,
+                                    const torch::Tensor& ones, DsmilTensors& g);
   // The passes that couple a bag's rows, as loops or as libtorch ops (loops_); attention in fwd_.
   void max_pool(const torch::Tensor& z, torch::Tensor& max_val, torch::Tensor& max_idx);
   void attention(const torch::Tensor& qc);
