@@ -36,6 +36,25 @@ bool is_padding(const std::string& cell) {
   return cell.empty() || cell == "NaN" || cell == "nan";
 }
 
+constexpr std::array<const char*, 3> kColumns = {"train", "val", "test"};  // of a CLAM split file
+
+// The train, val and test columns of a CLAM split file (kColumns' order), each exactly once.
+std::array<size_t, 3> split_columns(const io::CsvTable& csv) {
+  const std::vector<std::string>& header = csv.header;
+  std::array<size_t, 3> column{};
+  for (size_t c = 0; c < kColumns.size(); ++c) {
+    const auto first = std::find(header.begin(), header.end(), kColumns[c]);
+    if (first == header.end()) {
+      throw Error(csv.path, kColumns[c], "column missing from the header (expected columns train,val,test)");
+    }
+    if (std::find(first + 1, header.end(), kColumns[c]) != header.end()) {
+      throw Error(csv.path, kColumns[c], "column appears twice in the header");
+    }
+    column[c] = static_cast<size_t>(first - header.begin());
+  }
+  return column;
+}
+
 }  // namespace
 
 Split stratified_holdout(const std::vector<int>& strata, double val_fraction, uint64_t seed) {
@@ -89,20 +108,7 @@ Split read_clam_split_csv(const std::string& path, const std::vector<std::string
   }
 
   const io::CsvTable csv = io::read_csv(path);
-  static const std::array<const char*, 3> kColumns = {"train", "val", "test"};
-  const std::vector<std::string>& header = csv.header;
-  std::array<size_t, 3> column{};
-  for (size_t c = 0; c < kColumns.size(); ++c) {
-    const auto first = std::find(header.begin(), header.end(), kColumns[c]);
-    if (first == header.end()) {
-      throw Error(path, kColumns[c], "column missing from the header (expected columns train,val,test)");
-    }
-    if (std::find(first + 1, header.end(), kColumns[c]) != header.end()) {
-      throw Error(path, kColumns[c], "column appears twice in the header");
-    }
-    column[c] = static_cast<size_t>(first - header.begin());
-  }
-
+  const std::array<size_t, 3> column = split_columns(csv);
   struct Seen {
     size_t column;
     int64_t line;
