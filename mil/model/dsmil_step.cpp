@@ -195,7 +195,7 @@ DsmilStep::BagViews DsmilStep::forward_pass(const torch::Tensor& x, bool trainin
     if (cfg_.value_relu) f.v.relu_();
   }
   pool(f.a, f.v);
-  bag_classifier(w.w_bag, w.b_bag);
+  bag_classifier();
   return f;
 }
 
@@ -380,19 +380,21 @@ void DsmilStep::critical_queries(const torch::Tensor& q) {
 
 // logits = Wf vec(B) + bf: on the host, C dot products of C D values (libtorch's addmv, dispatch and a bias
 // copy, cost more than that on a small bag).
-void DsmilStep::bag_classifier(const torch::Tensor& w_bag, const torch::Tensor& b_bag) {
+void DsmilStep::bag_classifier() {
   const int64_t cd = bag_rep_.numel();
+  const DsmilTensors& p = flat_.value_views();
   if (!loops_) {
-    at::addmv_out(bag_logits_, b_bag, w_bag, bag_rep_.view({cd}));
+    at::addmv_out(bag_logits_, p.b_bag, p.w_bag, bag_rep_.view({cd}));
     return;
   }
-  const float* w = w_bag.data_ptr<float>();
+  const float* w = p.w_bag.data_ptr<float>();
+  const float* b = p.b_bag.data_ptr<float>();
   const float* rep = bag_rep_.data_ptr<float>();
   float* out = bag_logits_.data_ptr<float>();
   for (int64_t k = 0; k < cfg_.num_classes; ++k) {
     float sum = 0;
     for (int64_t j = 0; j < cd; ++j) sum += w[k * cd + j] * rep[j];
-    out[k] = b_bag.data_ptr<float>()[k] + sum;
+    out[k] = b[k] + sum;
   }
 }
 

@@ -71,7 +71,7 @@ class DsmilStep {
   void backward(const BagViews& f);
   // The bag classifier, logits = Wf vec(B) + bf, forward (into bag_logits_) and backward (its gradients into g,
   // d_bag_rep_): with the CPU loops as host loops over C x C D values, else libtorch ops.
-  void bag_classifier(const torch::Tensor& w_bag, const torch::Tensor& b_bag);
+  void bag_classifier();
   void bag_classifier_backward(DsmilTensors& g);
   torch::Tensor query_backward(const torch::Tensor& q, torch::Tensor& d_q, const torch::Tensor& z1, torch::Tensor& d_z1,
                                DsmilTensors& g);
