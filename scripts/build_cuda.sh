@@ -65,7 +65,7 @@ else
   fi
   # About 3.5 GB of wheels unpack to 6 GB; the install peaked at 8.4 GB (torch 2.15). No pip cache: it would keep
   # another 3.5 GB copy of the wheels (CI ran out of disk here once).
-  need_gib=10
+  need_gib=9  # the peak, and 1.5 GB for build-cuda once pip has removed its downloads
   free_gib=$(df -Pk "$(dirname "$TORCH_VENV")" | awk 'NR == 2 { print int($4 / 1048576) }')
   [ "$free_gib" -ge "$need_gib" ] \
     || die "installing torch into $TORCH_VENV needs about $need_gib GiB free there; $free_gib GiB is free"

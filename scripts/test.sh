@@ -3,7 +3,7 @@
 # In CI (CI=true), or with DSMIL_SANITIZE_TESTS=1, it then runs the unit tests under ASan + UBSan
 # (scripts/sanitize.sh, about 9.5 minutes); in CI, or with DSMIL_CUDA_BUILD=1, it then builds the same code
 # against the CUDA libtorch of PyPI's torch wheel (scripts/build_cuda.sh: a 3.5 GB download, 6 GB installed;
-# it wants 10 GiB free) and runs the suite on its CPU path. Each part prints its time; CI must stay under 45 minutes on 2 cores.
+# it wants 9 GiB free) and runs the suite on its CPU path. Each part prints its time; CI must stay under 45 minutes on 2 cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
