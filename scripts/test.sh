@@ -19,6 +19,8 @@ part "install and build"
 BUILD_DIR=${BUILD_DIR:-build}
 ctest --test-dir "$BUILD_DIR" --output-on-failure -j "$(nproc)"
 part "tests"
+# In CI nothing rebuilds here: the precompiled headers (1.1 GB of the build's 1.2) make room for the parts below.
+if in_ci; then find "$BUILD_DIR" -name '*.gch' -delete; fi
 
 # The unit tests again under ASan + UBSan (scripts/sanitize.sh: build-sanitize, -O1, only what they need).
 if in_ci || [ "${DSMIL_SANITIZE_TESTS:-0}" = "1" ]; then
