@@ -44,8 +44,9 @@ std::vector<double> TrainedModel::probabilities(const DsmilOutput& out) const {
   }
   // On the host, in double: no libtorch call per bag.
   const torch::Tensor bag = out.bag_logits.contiguous();
+  const float* logits = bag.data_ptr<float>();
   std::vector<double> p(static_cast<size_t>(bag.numel()));
-  for (size_t k = 0; k < p.size(); ++k) p[k] = sigmoid(bag.data_ptr<float>()[k]);
+  for (size_t k = 0; k < p.size(); ++k) p[k] = sigmoid(logits[k]);
   if (average) {
     const std::vector<double> top = max_instance_logits(out);
     for (size_t k = 0; k < p.size(); ++k) p[k] = 0.5 * (p[k] + sigmoid(top[k]));
